@@ -1,0 +1,28 @@
+"""Which devices exist here, and a check that names the missing one."""
+from __future__ import annotations
+
+import torch
+
+KNOWN_DEVICES = ("cpu", "cuda")
+
+
+def available_devices() -> list[str]:
+    """Device types usable on this machine: always "cpu", plus "cuda" when a GPU is visible."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """Return `device` as a torch.device, or raise ValueError saying why it cannot be used."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be one of {KNOWN_DEVICES} (optionally 'cuda:N'), got {device!r}") from err
+    if dev.type not in KNOWN_DEVICES:
+        raise ValueError(f"device must be one of {KNOWN_DEVICES}, got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} is not available here: torch.cuda.is_available() is False")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} is not available here: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev

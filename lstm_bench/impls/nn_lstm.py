@@ -1,0 +1,102 @@
+"""torch.nn.LSTM loaded with the case's weights, gradients by autograd.
+
+`nn_lstm` lets PyTorch pick its fastest kernel: cuDNN on CUDA, oneDNN (mkldnn) on
+CPU where it applies (float32 and bfloat16; float64 falls back to ATen's kernel).
+`nn_lstm_native` turns cuDNN and oneDNN off, leaving ATen's own kernels. The Result's
+`backend` says what actually ran, read from the autograd graph that was built.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from ..contract import Case, Result
+from .autograd import grads_of
+
+# One module is kept and refilled per call, so that a timed call does not pay for
+# nn.LSTM's construction and random initialisation; only a weight copy remains.
+_module_cache: dict[tuple, torch.nn.LSTM] = {}
+
+
+@dataclass
+class Graph:
+    inputs: tuple[torch.Tensor, ...]  # x, h0, c0 leaves then the module's parameters, in GRAD_NAMES order
+    output: torch.Tensor
+    h_n: torch.Tensor
+    c_n: torch.Tensor
+    backend: str
+
+
+@contextlib.contextmanager
+def native_kernels() -> Iterator[None]:
+    """Turn cuDNN and oneDNN off (ATen's own RNN kernels), restoring both afterwards."""
+    cudnn, mkldnn = torch.backends.cudnn.enabled, torch._C._get_mkldnn_enabled()
+    torch.backends.cudnn.enabled = False
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.enabled = cudnn
+        torch._C._set_mkldnn_enabled(mkldnn)
+
+
+def _module(case: Case) -> torch.nn.LSTM:
+    T, B, I, H = case.sizes
+    key = (case.device, case.dtype, I, H)
+    if key not in _module_cache:
+        _module_cache.clear()
+        _module_cache[key] = torch.nn.LSTM(I, H, device=case.device, dtype=case.dtype)
+    lstm = _module_cache[key]
+    with torch.no_grad():
+        for p, w in zip((lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0),
+                        case.weights.as_tuple()):
+            p.copy_(w)
+    if case.device.type == "cuda":
+        lstm.flatten_parameters()  # cuDNN wants one contiguous weight buffer
+    return lstm
+
+
+def backend_of(c_n: torch.Tensor) -> str:
+    """Name the RNN kernel that produced `c_n`, from the nodes of its autograd graph."""
+    stack, seen = [(c_n.grad_fn, 0)], set()
+    while stack:
+        fn, depth = stack.pop()
+        if fn is None or depth > 3 or fn in seen:
+            continue
+        seen.add(fn)
+        name = type(fn).__name__
+        for key, backend in (("Cudnn", "cudnn"), ("Miopen", "miopen"), ("Mkldnn", "onednn")):
+            if key in name:
+                return backend
+        stack.extend((nxt, depth + 1) for nxt, _ in fn.next_functions)
+    return "native"
+
+
+def forward(case: Case) -> Graph:
+    lstm = _module(case)
+    with torch.enable_grad():
+        x, h0, c0 = (t.detach().requires_grad_() for t in (case.x, case.h0, case.c0))
+        output, (h_n, c_n) = lstm(x, (h0[None], c0[None]))
+    inputs = (x, h0, c0, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+    return Graph(inputs, output, h_n[0], c_n[0], backend_of(c_n))
+
+
+def forward_native(case: Case) -> Graph:
+    with native_kernels():
+        return forward(case)
+
+
+def backward(case: Case, graph: Graph) -> Result:
+    grads = grads_of((graph.output, graph.h_n, graph.c_n), graph.inputs, case)
+    return Result(graph.output.detach(), graph.h_n.detach(), graph.c_n.detach(), grads, backend=graph.backend)
+
+
+def run(case: Case) -> Result:
+    return backward(case, forward(case))
+
+
+def run_native(case: Case) -> Result:
+    return backward(case, forward_native(case))
