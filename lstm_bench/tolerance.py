@@ -1,2 +1,179 @@
-def compare(*a, **k): raise NotImplementedError
-class Report: pass
+"""The tolerance policy: when does a result agree with a reference?
+
+A path's result `a` is judged against a reference `b` computed in float64 from the
+very same numbers (the case cast to float64; casting float32 up is exact). For every
+compared tensor (outputs, final states, the seven gradients), element by element:
+
+    |a - b| <= eps * (A * scale + A * |b|) + K * sens          (A = 16, K = 16)
+
+    eps    machine epsilon of the checked dtype (the less precise of a and b)
+    scale  max |b| over the tensor, so tiny elements are judged against its size
+    sens   how far the float64 reference itself moves when every input, weight and
+           upstream gradient of the case is perturbed by a relative eps (max over 2
+           random perturbations, max over the tensor)
+
+Why this form. A backward-stable float32 algorithm returns the exact answer to a
+problem perturbed by O(eps); what that does to the answer is the problem's
+conditioning times eps, and `sens` measures exactly that, for this case, in float64.
+At normal scale `sens` is ~1e-7 of `scale` and the floor dominates: we measured
+float32 errors of nn.LSTM (oneDNN and ATen), the vectorised and the reference paths
+of at most ~1e-6 of scale (T <= 200, H <= 64), against a floor of 16 eps = 1.9e-6.
+With saturated gates (weights x10) or long sequences `sens` grows by orders of
+magnitude and so does every correct path's error: there we measured each correct
+path's largest error at no more than 3.5x `sens` (up to 14x at normal scale, where
+GEMM accumulation error, which input perturbation does not model, dominates and the
+floor covers it), hence K = 16. When even float64 inputs rounded to
+float32 change the answer by O(1) (weights x20, T = 200) the problem is chaotic in
+float32: the bound then admits anything and the report marks the tensor
+"ill-conditioned" rather than claiming agreement was checked. A fixed bound is
+either too loose at normal scale or fails there.
+
+float64 follows the same rule with its own eps (2.2e-16): the floor is 3.6e-15 of
+scale, so float64 agreement is strict. Without `sensitivity` only the floor applies.
+NaN or Inf in either result is always a failure.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .contract import Case, Result
+
+FLOOR = 16.0  # A: multiples of eps, of the tensor's scale and of each |b|
+SENS_FACTOR = 16.0  # K: multiples of the measured sensitivity
+ILL_CONDITIONED = 0.1  # K * sens above this fraction of scale: agreement is not informative
+PERTURBATIONS = 2
+
+
+@dataclass
+class Row:
+    """Agreement of one tensor. `worst` is max |a-b| / bound; passed iff finite and worst <= 1."""
+
+    name: str
+    mean_abs: float
+    max_abs: float
+    max_rel: float  # max |a - b| / max |b|
+    worst: float
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    dtype: str = ""
+    title: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    @property
+    def failures(self) -> list[Row]:
+        return [r for r in self.rows if not r.passed]
+
+    @property
+    def max_rel(self) -> float:
+        return max((r.max_rel for r in self.rows), default=0.0)
+
+    def to_dict(self) -> dict:
+        return {"title": self.title, "dtype": self.dtype, "passed": self.passed, "max_rel": self.max_rel,
+                "rows": [asdict(r) for r in self.rows]}
+
+    def __str__(self) -> str:
+        head = f"{'tensor':<12} {'mean abs':>10} {'max abs':>10} {'max rel':>10} {'err/bound':>10}  result"
+        lines = [self.title] if self.title else []
+        lines += [head, "-" * len(head)]
+        for r in self.rows:
+            status = ("PASS" if r.passed else "FAIL") + (f"  ({r.note})" if r.note else "")
+            lines.append(f"{r.name:<12} {r.mean_abs:10.2e} {r.max_abs:10.2e} {r.max_rel:10.2e} {r.worst:10.2e}  {status}")
+        lines.append(f"{'all':<12} {'':>10} {'':>10} {self.max_rel:10.2e} {'':>10}  "
+                     + ("PASS" if self.passed else f"FAIL ({len(self.failures)} tensors)"))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _eps(*dtypes: torch.dtype) -> float:
+    return max(torch.finfo(d).eps for d in dtypes)
+
+
+def sensitivity(case: Case, reference: str = "autograd", *, eps: float | None = None,
+                perturbations: int = PERTURBATIONS, seed: int = 0) -> dict[str, float]:
+    """Per tensor, max |b' - b| where b is `reference` run on the case in float64 and b'
+    the same on the case with every tensor scaled elementwise by (1 + eps * U(-1, 1)).
+
+    `eps` defaults to the case dtype's machine epsilon.
+    """
+    from .registry import get_impl  # the registry imports the paths, which import the contract
+
+    eps = torch.finfo(case.dtype).eps if eps is None else eps
+    impl = get_impl(reference)
+    case64 = case.to(dtype=torch.float64)
+    base = impl(case64).tensors()
+    gen = torch.Generator().manual_seed(seed)
+    sens = {k: 0.0 for k in base}
+    for _ in range(perturbations):
+        noisy = {k: v * (1 + eps * (torch.rand(v.shape, generator=gen, dtype=v.dtype) * 2 - 1).to(v.device))
+                 for k, v in case64.tensors().items()}
+        moved = impl(Case.from_tensors(noisy)).tensors()
+        for k in base:
+            sens[k] = max(sens[k], (moved[k] - base[k]).abs().max().item())
+    return sens
+
+
+def compare_tensors(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, sens: float = 0.0) -> Row:
+    """Judge one tensor `a` against the reference `b` under the policy."""
+    if a.shape != b.shape:
+        raise ValueError(f"cannot compare {name}: shape {tuple(a.shape)} against reference {tuple(b.shape)}")
+    a, b = a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
+    if a.numel() == 0:
+        return Row(name, 0.0, 0.0, 0.0, 0.0, True)
+    finite_a, finite_b = bool(torch.isfinite(a).all()), bool(torch.isfinite(b).all())
+    if not (finite_a and finite_b):
+        where = "result" if not finite_a else "reference"
+        return Row(name, math.nan, math.nan, math.nan, math.inf, False, f"NaN/Inf in {where}")
+    diff = (a - b).abs()
+    scale = b.abs().max().item()
+    bound = eps * FLOOR * (scale + b.abs()) + SENS_FACTOR * sens
+    with torch.no_grad():
+        ratio = torch.where(bound > 0, diff / bound, torch.where(diff > 0, math.inf, 0.0))
+    worst = ratio.max().item()
+    max_abs = diff.max().item()
+    note = "ill-conditioned" if scale > 0 and SENS_FACTOR * sens > ILL_CONDITIONED * scale else ""
+    return Row(name, diff.mean().item(), max_abs, max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf),
+               worst, worst <= 1.0, note)
+
+
+def compare(result: Result, reference: Result, *, sensitivity: dict[str, float] | None = None,
+            title: str = "") -> Report:
+    """Judge every tensor of `result` against `reference` (outputs, final states, seven gradients).
+
+    The checked dtype is the less precise of the two; `sensitivity` comes from
+    `sensitivity(case)` and may be omitted for a strict, floor-only comparison.
+    """
+    for who, r in (("result", result), ("reference", reference)):
+        if not isinstance(r, Result):
+            raise ValueError(f"compare: {who} must be an lstm_bench.Result, got {type(r).__name__}")
+    a, b = result.tensors(), reference.tensors()
+    eps = _eps(result.output.dtype, reference.output.dtype)
+    sens = sensitivity or {}
+    rows = [compare_tensors(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0)) for k in b]
+    dtype = min((result.output.dtype, reference.output.dtype), key=lambda d: torch.finfo(d).bits)
+    return Report(rows, dtype=str(dtype).replace("torch.", ""), title=title)
+
+
+def check_against_reference(impl, case: Case, *, reference: str = "autograd") -> Report:
+    """Run `impl` (a name or Impl) on `case` and judge it against `reference` in float64."""
+    from .registry import get_impl
+
+    impl = get_impl(impl) if isinstance(impl, str) else impl
+    got = impl(case)
+    truth = get_impl(reference)(case.to(dtype=torch.float64))
+    sens = sensitivity(case, reference)
+    T, B, I, H = case.sizes
+    title = (f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | "
+             f"T={T} B={B} I={I} H={H} {str(case.dtype).replace('torch.', '')} {case.device}")
+    return compare(got, truth, sensitivity=sens, title=title)

@@ -80,8 +80,9 @@ def forward(case: Case) -> Graph:
     with torch.enable_grad():
         x, h0, c0 = (t.detach().requires_grad_() for t in (case.x, case.h0, case.c0))
         output, (h_n, c_n) = lstm(x, (h0[None], c0[None]))
+        h_n, c_n = h_n[0], c_n[0]  # drop the layer axis inside the graph
     inputs = (x, h0, c0, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
-    return Graph(inputs, output, h_n[0], c_n[0], backend_of(c_n))
+    return Graph(inputs, output, h_n, c_n, backend_of(c_n))
 
 
 def forward_native(case: Case) -> Graph:

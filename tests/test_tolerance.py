@@ -1,0 +1,109 @@
+"""The tolerance policy itself: what it passes, what it fails, and why."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from lstm_bench import compare, get_impl, make_case
+from lstm_bench.tolerance import FLOOR, check_against_reference, compare_tensors, sensitivity
+
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def _with(result, name, tensor):
+    """A copy of `result` with one compared tensor replaced."""
+    if name.startswith("d_"):
+        return dataclasses.replace(result, grads={**result.grads, name[2:]: tensor})
+    return dataclasses.replace(result, **{name: tensor})
+
+
+@pytest.fixture(scope="module")
+def pair():
+    case = make_case(7, 3, 5, 4, dtype=torch.float64, seed=2)
+    return case, get_impl("autograd")(case)
+
+
+def test_identical_results_pass_and_report_zero(pair):
+    _, ref = pair
+    report = compare(ref, ref)
+    assert report.passed and report.max_rel == 0.0
+    assert len(report.rows) == 10
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("where", ["result", "reference"])
+def test_nan_or_inf_anywhere_fails(pair, bad, where):
+    _, ref = pair
+    poisoned = ref.grads["weight_hh"].clone()
+    poisoned[0, 0] = bad
+    broken = _with(ref, "d_weight_hh", poisoned)
+    a, b = (broken, ref) if where == "result" else (ref, broken)
+    report = compare(a, b, sensitivity={k: 1e9 for k in ref.tensors()})  # even a huge bound
+    assert not report.passed
+    assert [r.name for r in report.failures] == ["d_weight_hh"]
+    assert "NaN/Inf" in report.failures[0].note
+
+
+def test_float64_is_strict(pair):
+    """An error of 1e-12 of scale is far above float64 rounding and must fail."""
+    _, ref = pair
+    out = ref.output + 1e-12 * ref.output.abs().max()
+    assert not compare(_with(ref, "output", out), ref).passed
+    out = ref.output + 1e-16 * ref.output.abs().max()
+    assert compare(_with(ref, "output", out), ref).passed
+
+
+def test_float32_floor_is_relative_to_scale():
+    b = torch.tensor([1000.0, 1e-3], dtype=torch.float64)
+    ok = b + torch.tensor([0.0, 0.5 * FLOOR * EPS32 * 1000.0], dtype=torch.float64)
+    bad = b + torch.tensor([0.0, 3 * FLOOR * EPS32 * 1000.0], dtype=torch.float64)
+    assert compare_tensors("t", ok.float(), b, eps=EPS32).passed
+    assert not compare_tensors("t", bad, b, eps=EPS32).passed
+
+
+def test_sensitivity_grows_with_conditioning():
+    """Saturated gates over a long sequence are far worse conditioned than a normal case."""
+    normal = make_case(100, 2, 8, 16, seed=1)
+    saturated = make_case(100, 2, 8, 16, seed=1, weight_scale=10.0)
+    ref_n, ref_s = (get_impl("autograd")(c.to(torch.float64)) for c in (normal, saturated))
+    rel = lambda sens, ref: max(sens[k] / ref.tensors()[k].abs().max().item() for k in sens)  # noqa: E731
+    assert rel(sensitivity(saturated), ref_s) > 10 * rel(sensitivity(normal), ref_n)
+
+
+def test_float32_bound_tracks_conditioning():
+    """The same absolute error passes where the problem is ill-conditioned and fails where it is not."""
+    normal = make_case(100, 2, 8, 16, seed=1)
+    saturated = make_case(100, 2, 8, 16, seed=1, weight_scale=10.0)
+    sens_n, sens_s = sensitivity(normal), sensitivity(saturated)
+    ref_s = get_impl("autograd")(saturated.to(torch.float64))
+    ref_n = get_impl("autograd")(normal.to(torch.float64))
+    # an error just inside the saturated case's bound is far outside the normal case's
+    err = 0.5 * 16 * sens_s["d_weight_hh"]
+    for ref, sens, expect in ((ref_s, sens_s, True), (ref_n, sens_n, False)):
+        w = ref.grads["weight_hh"].clone()
+        w[0, 0] += err
+        got = _with(ref, "d_weight_hh", w).to(torch.float32)
+        assert compare(got, ref, sensitivity=sens).passed is expect
+
+
+def test_report_prints_a_table(pair):
+    case, ref = pair
+    report = check_against_reference("vectorised", case)
+    text = str(report)
+    for column in ("mean abs", "max abs", "max rel", "PASS"):
+        assert column in text
+    for name in ("output", "h_n", "c_n", "d_x", "d_h0", "d_c0", "d_weight_ih", "d_weight_hh", "d_bias_ih",
+                 "d_bias_hh"):
+        assert f"\n{name} " in text
+    assert report.to_dict()["passed"] is True
+
+
+def test_shape_mismatch_is_a_clear_error(pair):
+    _, ref = pair
+    with pytest.raises(ValueError, match=r"cannot compare output: shape \(6, 3, 4\) against reference \(7, 3, 4\)"):
+        compare(_with(ref, "output", ref.output[:-1]), ref)
+    with pytest.raises(ValueError, match="reference must be an lstm_bench.Result"):
+        compare(ref, {"output": 1})
