@@ -1,0 +1,127 @@
+"""asv suites over `lstm_bench.grid.ASV_GRID` (LSTM_BENCH_GRID=bench, =quick or =study for the others).
+
+Every point of the grid is one parameter combination. A point that does not run
+here (no CUDA, an implementation that is not registered, a row of the grid's
+EXCLUSIONS table) raises NotImplementedError in `setup`, which asv records as
+skipped; the reason is `lstm_bench.grid.skip_reason(point)`.
+
+- `TimeStep`: wall time of the forward half and of forward+backward (the callables
+  of `lstm_bench.timing.step_fn`, which synchronise on CUDA), and the process peak RSS.
+- `TrackStep`: figures that do not depend on the machine's noise (saved bytes, peak
+  allocated bytes, FLOPs, max relative error against float64) and achieved GFLOP/s.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+from lstm_bench.flops import lstm_flops
+from lstm_bench.grid import ASV_GRID, BENCH_GRID, QUICK_GRID, STUDY_GRID, Point, skip_reason
+from lstm_bench.measure import max_rel_error, register_slowed, register_slowed_from_env
+from lstm_bench.memory import peak_bytes, saved_bytes, warm_profiler
+from lstm_bench.registry import all_impls, get_impl
+# Imported as a module: asv would collect a bare `time_fn` name here as a benchmark.
+from lstm_bench import timing
+from lstm_bench.timing import set_threads, step_fn
+
+warm_profiler()  # once in asv's forkserver, not in each of the ~800 forked memory benchmarks
+register_slowed_from_env()  # LSTM_BENCH_INJECT_SLOWDOWN=0.05: measurement-quality studies
+GRIDS = {"asv": ASV_GRID, "bench": BENCH_GRID, "quick": QUICK_GRID, "study": STUDY_GRID}
+_name = os.environ.get("LSTM_BENCH_GRID", "asv")
+if _name not in GRIDS:
+    raise ValueError(f"$LSTM_BENCH_GRID must be one of {sorted(GRIDS)}, got {_name!r}")
+GRID = GRIDS[_name]
+if _name == "study" and "vectorised_slowed" not in all_impls():
+    register_slowed(0.0)  # the study's path, unslowed unless LSTM_BENCH_INJECT_SLOWDOWN says so
+if GRID.I is not None:
+    raise ValueError("the asv suites assume I = H (Grid.I is None)")
+
+PARAMS = [list(GRID.impls), list(GRID.devices), list(GRID.dtypes), list(GRID.T), list(GRID.B), list(GRID.H)]
+PARAM_NAMES = ["impl", "device", "dtype", "T", "B", "H"]
+
+# Repeats kept small so that a full `asv run` of one commit of ASV_GRID is meant to fit
+# in 20 minutes on a 2-core CPU (docs/benchmarks.md has what was measured).
+TIMING_REPEATS = 2  # for track_gflops, through lstm_bench.timing.time_fn
+
+
+def _point(impl: str, device: str, dtype: str, T: int, B: int, H: int) -> Point:
+    point = Point(impl, T, B, H, H, device, dtype)
+    reason = skip_reason(point)
+    if reason is not None:
+        raise NotImplementedError(reason)
+    return point
+
+
+class TimeStep:
+    """Seconds per call of the forward half and of forward+backward; process peak memory."""
+
+    params = PARAMS
+    param_names = PARAM_NAMES
+    repeat = (1, 5, 8.0)  # (min, max repeats, stop after this many seconds)
+    rounds = 2
+    warmup_time = 0.0  # setup makes one untimed call instead
+    timeout = 600.0
+
+    def setup(self, impl, device, dtype, T, B, H):
+        point = _point(impl, device, dtype, T, B, H)
+        self.threads = set_threads()
+        case = point.case()
+        self.forward = step_fn(get_impl(impl), case, backward=False)
+        self.forward_backward = step_fn(get_impl(impl), case, backward=True)
+        self.forward_backward()  # warm-up: caches, allocator, cuDNN algorithm choice
+
+    def time_forward(self, *args):
+        self.forward()
+
+    def time_forward_backward(self, *args):
+        self.forward_backward()
+
+    def peakmem_forward_backward(self, *args):
+        self.forward_backward()
+
+
+class TrackStep:
+    """Memory, FLOPs, GFLOP/s and accuracy of one forward+backward at each point."""
+
+    params = PARAMS
+    param_names = PARAM_NAMES
+    timeout = 600.0
+
+    def setup(self, impl, device, dtype, T, B, H):
+        self.point = _point(impl, device, dtype, T, B, H)
+        self.threads = set_threads()
+        self.impl = get_impl(impl)
+
+    @property
+    def case(self):
+        # made on first use: track_flops and track_threads need none
+        if not hasattr(self, "_case"):
+            self._case = self.point.case()
+        return self._case
+
+    def track_saved_bytes(self, *args):
+        return saved_bytes(self.impl, self.case)
+
+    track_saved_bytes.unit = "bytes"
+
+    def track_peak_bytes(self, *args):
+        return peak_bytes(self.impl, self.case)
+
+    track_peak_bytes.unit = "bytes"
+
+    def track_flops(self, impl, device, dtype, T, B, H):
+        return lstm_flops(T, B, H, H, backward=True)
+
+    track_flops.unit = "FLOP"
+
+    def track_gflops(self, impl, device, dtype, T, B, H):
+        seconds = timing.time_fn(step_fn(self.impl, self.case, backward=True), device=device,
+                          repeats=TIMING_REPEATS, warmup=1)
+        return lstm_flops(T, B, H, H, backward=True) / statistics.median(seconds) / 1e9
+
+    track_gflops.unit = "GFLOP/s"
+
+    def track_max_rel_error(self, *args):
+        return max_rel_error(self.impl, self.point)[0]
+
+    track_max_rel_error.unit = "relative"

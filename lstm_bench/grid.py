@@ -1,0 +1,201 @@
+"""The one benchmark grid, used by asv, pytest-benchmark and the command line.
+
+A `Point` is one measurement: an implementation on one case size, device and dtype.
+A `Grid` is the product of its axes. Points that cannot or should not run are not
+dropped: `skip_reason(point)` says why, from the explicit `EXCLUSIONS` table below
+(too slow to be worth running) or because the device or implementation is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .contract import Case, check_dtype, make_case
+from .devices import KNOWN_DEVICES
+from .registry import all_impls, get_impl
+
+BUILTIN_IMPLS = ("reference", "vectorised", "autograd", "nn_lstm", "nn_lstm_native")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One benchmark point: `impl` on x (T, B, I), hidden size H, on `device` in `dtype`."""
+
+    impl: str
+    T: int
+    B: int
+    I: int
+    H: int
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.impl, str) or not self.impl:
+            raise ValueError(f"Point.impl must be a non-empty string, got {self.impl!r}")
+        for name in ("T", "B", "I", "H"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"Point.{name} must be a positive int, got {v!r}")
+        if self.device not in KNOWN_DEVICES:
+            raise ValueError(f"Point.device must be one of {KNOWN_DEVICES}, got {self.device!r}")
+        check_dtype(self.dtype)
+        if not isinstance(self.dtype, str):
+            raise ValueError(f"Point.dtype must be a dtype name such as 'float32', got {self.dtype!r}")
+
+    @property
+    def key(self) -> str:
+        """Stable id, e.g. "vectorised|T=100|B=32|I=256|H=256|cpu|float32"."""
+        return f"{self.impl}|T={self.T}|B={self.B}|I={self.I}|H={self.H}|{self.device}|{self.dtype}"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return check_dtype(self.dtype)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Point":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"Point.from_dict: unknown keys {sorted(unknown)}, expected some of {sorted(fields)}")
+        return cls(**d)
+
+    def case(self, seed: int = 0) -> Case:
+        """`make_case` with this point's sizes, dtype and device."""
+        return make_case(self.T, self.B, self.I, self.H, dtype=self.torch_dtype, device=self.device, seed=seed)
+
+
+AXES = ("impls", "T", "H", "B", "devices", "dtypes", "I")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Axes of a benchmark sweep; `I` is None for I = H (the input size follows H)."""
+
+    impls: tuple[str, ...]
+    T: tuple[int, ...]
+    H: tuple[int, ...]
+    B: tuple[int, ...]
+    devices: tuple[str, ...] = ("cpu",)
+    dtypes: tuple[str, ...] = ("float32",)
+    I: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in AXES:
+            value = getattr(self, name)
+            if value is None and name == "I":
+                continue
+            if isinstance(value, (str, int)):
+                value = (value,)
+            try:
+                value = tuple(value)
+            except TypeError:
+                raise ValueError(f"Grid.{name} must be a sequence, got {value!r}") from None
+            if not value:
+                raise ValueError(f"Grid.{name} must not be empty")
+            object.__setattr__(self, name, value)
+
+    def points(self) -> list[Point]:
+        """Every combination, including the ones `skip_reason` will skip."""
+        out = []
+        for impl, device, dtype, T, B, H in itertools.product(
+                self.impls, self.devices, self.dtypes, self.T, self.B, self.H):
+            for I in (self.I or (H,)):
+                out.append(Point(impl, T, B, I, H, device, dtype))
+        return out
+
+    def runnable(self) -> list[Point]:
+        """The points that run here (skip_reason is None)."""
+        return [p for p in self.points() if skip_reason(p) is None]
+
+    def replace(self, **axes) -> "Grid":
+        """A sub-grid, e.g. `BENCH_GRID.replace(impls=("vectorised",), T=(100,))`."""
+        unknown = set(axes) - set(AXES)
+        if unknown:
+            raise ValueError(f"Grid.replace: unknown axes {sorted(unknown)}, expected some of {list(AXES)}")
+        return dataclasses.replace(self, **axes)
+
+
+BENCH_GRID = Grid(
+    impls=BUILTIN_IMPLS,
+    T=(10, 100, 500),
+    H=(64, 256, 1024),
+    B=(1, 32),
+    devices=("cpu", "cuda"),
+    dtypes=("float32",),
+)
+
+# Small enough that every implementation runs in a few seconds on a 2-core CPU:
+# for `lstm-bench` with no arguments and for CI smoke runs.
+QUICK_GRID = Grid(
+    impls=BUILTIN_IMPLS,
+    T=(10, 100),
+    H=(64,),
+    B=(1, 32),
+    devices=("cpu", "cuda"),
+    dtypes=("float32",),
+)
+
+# What `asv run` sweeps by default: BENCH_GRID at B=32 only. asv forks one process per
+# (benchmark, point), about 0.2-0.5 s each on a 2-core machine before any work is done,
+# and 8 benchmarks x 180 points of the full grid (cuda ones included, which skip) do not
+# fit `asv run --quick` in 5 minutes there. LSTM_BENCH_GRID=bench sweeps the full grid.
+ASV_GRID = BENCH_GRID.replace(B=(32,))
+
+# One fixed point for measurement-quality studies (run-to-run spread, smallest slowdown
+# flagged): `lstm_bench.measure.register_slowed` registers its implementation.
+STUDY_GRID = Grid(impls=("vectorised_slowed",), T=(100,), H=(256,), B=(32,), devices=("cpu",),
+                  dtypes=("float32",))
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A rule that marks points too slow to be worth running, with the reason shown."""
+
+    reason: str
+    applies: Callable[[Point], bool]
+
+
+def _big(point: Point) -> float:
+    """GEMM work of one forward+backward, in units of 1e9 FLOPs (see lstm_bench.flops)."""
+    from .flops import lstm_flops
+
+    return lstm_flops(point.T, point.B, point.I, point.H, backward=True) / 1e9
+
+
+# Forward+backward GEMM work (GFLOP, lstm_bench.flops) above which a CPU point is skipped:
+# sized so that a full `asv run` of the grid fits in 20 minutes on a 2-core CPU. Raise it
+# with $LSTM_BENCH_CPU_GFLOP_LIMIT on a bigger machine (it is read at import).
+CPU_GFLOP_LIMIT = float(os.environ.get("LSTM_BENCH_CPU_GFLOP_LIMIT", "20"))
+
+# The table of exclusions. Each row was measured on a 2-core CPU (docs/benchmarks.md);
+# a point it matches is reported as skipped with the row's reason, never silently dropped.
+EXCLUSIONS: tuple[Exclusion, ...] = (
+    Exclusion("too slow: reference (per-gate, per-step textbook BPTT) at T=500, H=1024 is not worth timing",
+              lambda p: p.impl == "reference" and p.T >= 500 and p.H >= 1024),
+    Exclusion(f"too slow: more than {CPU_GFLOP_LIMIT:g} GFLOP per forward+backward on cpu "
+              "(see $LSTM_BENCH_CPU_GFLOP_LIMIT); run it on cuda",
+              lambda p: p.device == "cpu" and _big(p) > CPU_GFLOP_LIMIT),
+)
+
+
+def skip_reason(point: Point) -> str | None:
+    """Why `point` is not run here, or None when it runs."""
+    if point.impl not in all_impls():
+        return f"impl {point.impl!r} is not registered (known: {sorted(all_impls())})"
+    if point.device == "cuda" and not torch.cuda.is_available():
+        return "device cuda not available here: torch.cuda.is_available() is False"
+    impl = get_impl(point.impl)
+    if point.device not in impl.devices:
+        return f"impl {point.impl!r} does not run on {point.device} (runs on {list(impl.devices)})"
+    for rule in EXCLUSIONS:
+        if rule.applies(point):
+            return rule.reason
+    return None

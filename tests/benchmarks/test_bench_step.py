@@ -1,0 +1,41 @@
+"""pytest-benchmark over the shared grid: forward and forward+backward of each point.
+
+Each test times `lstm_bench.timing.step_fn` (the callable asv times too) after one
+untimed warm-up call, under the thread count of `lstm_bench.timing.set_threads`, and
+puts the point's FLOPs, saved bytes and peak bytes in `benchmark.extra_info`. Tests
+are grouped by case, so the implementations of one case are compared side by side.
+"""
+from __future__ import annotations
+
+import pytest
+
+from lstm_bench.flops import lstm_flops
+from lstm_bench.grid import Point
+from lstm_bench.memory import peak_bytes, saved_bytes
+from lstm_bench.registry import get_impl
+from lstm_bench.timing import set_threads, step_fn
+
+
+def _run(benchmark, point: Point, *, backward: bool) -> None:
+    impl, case = get_impl(point.impl), point.case()
+    fn = step_fn(impl, case, backward=backward)
+    benchmark.group = f"{'forward_backward' if backward else 'forward'} " + point.key.split("|", 1)[1]
+    benchmark.extra_info.update(
+        point=point.as_dict(),
+        threads=set_threads(),
+        flops=lstm_flops(point.T, point.B, point.I, point.H, backward=backward),
+        saved_bytes=saved_bytes(impl, case),
+        peak_bytes=peak_bytes(impl, case),
+    )
+    if benchmark.enabled:
+        fn()  # warm-up, untimed: module caches, allocator, cuDNN algorithm choice
+    out = benchmark(fn)
+    assert out is not None
+
+
+def test_bench_forward(benchmark, runnable: Point):
+    _run(benchmark, runnable, backward=False)
+
+
+def test_bench_forward_backward(benchmark, runnable: Point):
+    _run(benchmark, runnable, backward=True)

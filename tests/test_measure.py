@@ -1,0 +1,61 @@
+"""measure_point: every figure present, consistent with its definition, and responsive."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+
+from lstm_bench import get_impl, register_impl, unregister_impl
+from lstm_bench.grid import Point
+from lstm_bench.measure import Measurement, measure_point
+
+
+def test_small_point_has_every_figure():
+    p = Point("vectorised", 5, 3, 4, 6)
+    m = measure_point(p, repeats=3, warmup=1)
+    assert isinstance(m, Measurement) and m.point == p
+    assert len(m.forward_s) == len(m.forward_backward_s) == 3
+    assert all(t > 0 and math.isfinite(t) for t in m.forward_s + m.forward_backward_s)
+    # flops by hand for T=5, B=3, I=4, H=6: forward 2*T*B*4H*(I+H), backward twice that
+    assert m.flops_forward == 2 * 5 * 3 * 24 * 10 and m.flops_forward_backward == 3 * m.flops_forward
+    assert m.gflops == pytest.approx(m.flops_forward_backward / statistics.median(m.forward_backward_s) / 1e9)
+    assert 0 < m.saved_bytes < m.peak_bytes
+    assert 0 <= m.max_rel_error < 1e-4  # float32 against float64 at normal scale
+    assert m.threads == torch.get_num_threads() >= 1
+    d = json.loads(json.dumps(m.to_dict()))
+    assert Point.from_dict(d["point"]) == p and d["key"] == p.key
+
+
+def test_accuracy_metric_sees_a_wrong_gradient():
+    good = get_impl("vectorised")
+
+    def broken(case):
+        r = good(case)
+        r.grads["weight_hh"] = -r.grads["weight_hh"]
+        return r
+
+    register_impl("_broken_for_measure_test", broken, devices=("cpu",),
+                  forward=good.forward, backward=lambda c, s: broken(c))
+    try:
+        m = measure_point(Point("_broken_for_measure_test", 4, 2, 3, 5), repeats=1, memory=False)
+        assert m.max_rel_error > 0.5
+    finally:
+        unregister_impl("_broken_for_measure_test")
+
+
+def test_impl_without_split_is_timed_whole():
+    register_impl("_no_split_for_measure_test", get_impl("vectorised").fn, devices=("cpu",))
+    try:
+        m = measure_point(Point("_no_split_for_measure_test", 4, 2, 3, 5), repeats=2, accuracy=False)
+        assert m.forward_s == [] and len(m.forward_backward_s) == 2
+        assert m.saved_bytes is None and m.peak_bytes is None and m.max_rel_error is None
+    finally:
+        unregister_impl("_no_split_for_measure_test")
+
+
+def test_skipped_point_raises_with_reason():
+    with pytest.raises(ValueError, match="not registered"):
+        measure_point(Point("no_such_impl", 2, 2, 2, 2))
