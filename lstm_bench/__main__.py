@@ -1,0 +1,7 @@
+"""`python -m lstm_bench` is the `lstm-bench` command."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""PNG charts of a results file (`lstm-bench plot RESULTS`).
+
+- time_vs_T.png       forward+backward time against sequence length, one line per path,
+                      one panel per (device, dtype, B, H); log-log, since T spans decades
+                      and the paths differ by orders of magnitude. Bars: interquartile range.
+- time_vs_H.png       the same against hidden size, one panel per (device, dtype, B, T).
+- memory_vs_T.png     peak bytes (solid) and saved-activation bytes (dashed) against T.
+- ratio_to_nn_lstm.png  each path's median time divided by nn_lstm's at the same point,
+                      against T, log y, with the line at 1 marking parity.
+
+matplotlib is optional (`pip install "lstm-bench[plot]"`) and imported only here.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Callable
+
+from .results import Results
+
+BASELINE = "nn_lstm"
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install \"lstm-bench[plot]\" (or pip install matplotlib)") \
+            from None
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def rows_of(results: Results) -> list[dict]:
+    """One flat row per successfully measured point: sizes, median and quartiles of the time, memory."""
+    import numpy as np
+
+    rows = []
+    for rec in results.ok():
+        p, m = rec["point"], rec["measurement"]
+        q1, med, q3 = np.percentile(m["forward_backward_s"], [25, 50, 75])
+        rows.append({**p, "median": float(med), "q1": float(q1), "q3": float(q3),
+                     "saved": m.get("saved_bytes"), "peak": m.get("peak_bytes")})
+    return rows
+
+
+def _facets(rows: list[dict], keys: tuple[str, ...]) -> list[tuple]:
+    return sorted({tuple(r[k] for k in keys) for r in rows})
+
+
+def _facet_title(keys: tuple[str, ...], values: tuple) -> str:
+    parts = []
+    for k, v in zip(keys, values):
+        parts.append(str(v) if k in ("device", "dtype") else f"{k}={v}")
+    return ", ".join(parts)
+
+
+def _impl_styles(impls: list[str]) -> dict[str, dict]:
+    markers = "osD^vP*X"
+    return {name: {"color": f"C{i % 10}", "marker": markers[i % len(markers)]} for i, name in enumerate(impls)}
+
+
+def _panels(plt, n: int, title: str):
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 2.4, 3.6 * rows + 0.6), squeeze=False,
+                             layout="constrained")
+    fig.suptitle(title, fontsize=12)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _finish(fig, axes, path: Path, handles_from) -> Path:
+    handles, labels = handles_from.get_legend_handles_labels()
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    fig.legend(list(seen.values()), list(seen.keys()), loc="outside right center", frameon=False, title="path")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _plain_log_axis(ax) -> None:
+    # Plain numbers (0.5, 2, 10) instead of 5x10^-1 on major and minor ticks.
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _line_chart(plt, rows: list[dict], *, x: str, facet_keys: tuple[str, ...], title: str, ylabel: str,
+                series: Callable[[list[dict]], list[tuple[str, list[float], list[float], dict]]],
+                path: Path, log_y: bool = True, hline: float | None = None,
+                notes: list[str] | None = None) -> Path | None:
+    facets = _facets(rows, facet_keys)
+    if not facets or len({r[x] for r in rows}) < 2:
+        if notes is not None:
+            notes.append(f"{path.name} not drawn: the results hold a single {x} value")
+        return None  # one value on the x axis: nothing to draw a line through
+    fig, axes = _panels(plt, len(facets), title)
+    for ax, values in zip(axes, facets):
+        sub = [r for r in rows if tuple(r[k] for k in facet_keys) == values]
+        for label, xs, ys, style in series(sub):
+            style = dict(style)
+            yerr = style.pop("yerr", None)
+            if yerr is not None:
+                ax.errorbar(xs, ys, yerr=yerr, label=label, capsize=3, **style)
+            else:
+                ax.plot(xs, ys, label=label, **style)
+        xs_all = sorted({r[x] for r in sub})
+        if len(xs_all) > 1 and xs_all[-1] / xs_all[0] >= 8:
+            ax.set_xscale("log")
+        ax.set_xticks(xs_all)
+        ax.set_xticklabels([str(v) for v in xs_all])
+        ax.minorticks_off() if ax.get_xscale() == "log" else None
+        if log_y:
+            ax.set_yscale("log")
+            _plain_log_axis(ax)
+        if hline is not None:
+            ax.axhline(hline, color="black", linewidth=0.8, linestyle=":")
+        ax.set_title(_facet_title(facet_keys, values), fontsize=10)
+        ax.set_xlabel({"T": "sequence length T", "H": "hidden size H"}.get(x, x))
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+    return _finish(fig, axes, path, axes[0])
+
+
+def _time_series(x: str, impls: list[str], styles: dict):
+    def series(sub: list[dict]):
+        out = []
+        for name in impls:
+            pts = sorted((r for r in sub if r["impl"] == name), key=lambda r: r[x])
+            if not pts:
+                continue
+            xs = [r[x] for r in pts]
+            ys = [r["median"] * 1e3 for r in pts]
+            yerr = [[(r["median"] - r["q1"]) * 1e3 for r in pts], [(r["q3"] - r["median"]) * 1e3 for r in pts]]
+            out.append((name, xs, ys, {**styles[name], "linewidth": 1.5, "yerr": yerr}))
+        return out
+    return series
+
+
+def plot_results(results: Results, out_dir: str | Path, notes: list[str] | None = None) -> list[Path]:
+    """Write the PNGs for `results` into `out_dir` (created); returns their paths.
+
+    Charts that cannot be drawn (a single value on their x axis, no memory figures,
+    no nn_lstm baseline) are left out and, when `notes` is given, explained there.
+    """
+    plt = _pyplot()
+    rows = rows_of(results)
+    if not rows:
+        raise ValueError(f"{results.path}: no successfully measured point to plot")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    styles = _impl_styles(impls)
+    env = results.env
+    where = f"torch {env.get('torch')}, {env.get('threads')} threads, {env.get('gpu') or env.get('cpu')}"
+    written: list[Path] = []
+
+    for x, facet_keys, name in (("T", ("device", "dtype", "B", "H"), "time_vs_T.png"),
+                                ("H", ("device", "dtype", "B", "T"), "time_vs_H.png")):
+        p = _line_chart(plt, rows, x=x, facet_keys=facet_keys, path=out / name,
+                        title=f"forward+backward time (median, bars: IQR) vs {x} - {where}",
+                        ylabel="time per step [ms]", series=_time_series(x, impls, styles), notes=notes)
+        if p is not None:
+            written.append(p)
+        plt.close("all")
+
+    mem_rows = [r for r in rows if r["peak"] is not None]
+    if not mem_rows and notes is not None:
+        notes.append("memory_vs_T.png not drawn: no memory figures in the results (--no-memory?)")
+    if mem_rows:
+        def mem_series(sub: list[dict]):
+            out = []
+            for name in impls:
+                pts = sorted((r for r in sub if r["impl"] == name), key=lambda r: r["T"])
+                if not pts:
+                    continue
+                xs = [r["T"] for r in pts]
+                out.append((name, xs, [r["peak"] / 2 ** 20 for r in pts], {**styles[name], "linestyle": "-"}))
+                out.append((f"{name} (saved)", xs, [(r["saved"] or 0) / 2 ** 20 for r in pts],
+                            {**styles[name], "linestyle": "--", "markerfacecolor": "none"}))
+            return out
+        p = _line_chart(plt, mem_rows, x="T", facet_keys=("device", "dtype", "B", "H"), path=out / "memory_vs_T.png",
+                        title=f"memory of one forward+backward: peak (solid) and saved for backward (dashed) - {where}",
+                        ylabel="MiB", series=mem_series, notes=notes)
+        if p is not None:
+            written.append(p)
+        plt.close("all")
+
+    base = {(r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"]): r["median"]
+            for r in rows if r["impl"] == BASELINE}
+    if not base and notes is not None:
+        notes.append(f"ratio_to_{BASELINE}.png not drawn: no {BASELINE} points in the results")
+    if base:
+        def ratio_series(sub: list[dict]):
+            out = []
+            for name in impls:
+                pts = sorted((r for r in sub if r["impl"] == name
+                              and (r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"]) in base),
+                             key=lambda r: r["T"])
+                if not pts:
+                    continue
+                ys = [r["median"] / base[(r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"])] for r in pts]
+                style = {**styles[name], "linewidth": 2.5 if name == BASELINE else 1.5}
+                out.append((name, [r["T"] for r in pts], ys, style))
+            return out
+        p = _line_chart(plt, rows, x="T", facet_keys=("device", "dtype", "B", "H"), path=out / "ratio_to_nn_lstm.png",
+                        title=f"time relative to {BASELINE} at the same point (below 1: faster than {BASELINE}) "
+                              f"- {where}",
+                        ylabel=f"time / {BASELINE} time", series=ratio_series, hline=1.0, notes=notes)
+        if p is not None:
+            written.append(p)
+        plt.close("all")
+    return written

@@ -1,0 +1,307 @@
+"""The `lstm-bench` command on real (tiny) sweeps: compare both ways, resume, failures, check, plot, info."""
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+import pytest
+import torch
+
+from lstm_bench import cli, get_impl, register_impl, unregister_impl
+from lstm_bench.results import load
+from lstm_bench.timing import THREADS_ENV
+
+# Tiny points (well under a millisecond each), one thread. On a shared machine two
+# sweeps run one after the other see different loads (measured here: back-to-back
+# sweeps of identical code differed by 0.5x to 2x), which no test on the repeats of a
+# single pair can tell from a change of the code. So, as docs/cli.md recommends for
+# noisy machines, base and new are run alternately in ROUNDS short sweeps and compare
+# pools each side's runs: both sides then sample the same stretch of machine load.
+SWEEP = ["-T", "3,6", "-B", "2", "-H", "8", "--device", "cpu", "--dtype", "float32", "--repeats", "3",
+         "--warmup", "1", "--no-accuracy", "--no-memory", "--no-peak", "--no-progress"]
+ROUNDS = 8  # 24 samples a side: exact-test p down to ~1e-13, far below alpha after Holm
+DELAY_S = 0.008  # the slow path's extra work: ~10x a tiny point's own time when the machine is quiet
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """One thread (less exposed to other processes), a private peak cache, registry and threads restored."""
+    monkeypatch.setenv(THREADS_ENV, "1")
+    monkeypatch.setenv("LSTM_BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def registered():
+    """Register test-only paths; unregistered afterwards."""
+    names = []
+
+    def register(name, fn, **kw):
+        register_impl(name, fn, devices=["cpu"], replace=True, **kw)
+        if name not in names:
+            names.append(name)
+    yield register
+    for name in names:
+        unregister_impl(name)
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def vectorised_halves(extra_delay: float = 0.0, on_call=None):
+    """The vectorised path, optionally doing a known extra delay in its backward."""
+    base = get_impl("vectorised")
+    forward, backward = base.split()
+
+    def bwd(case, saved):
+        if on_call is not None:
+            on_call(case)
+        if extra_delay:
+            time.sleep(extra_delay)
+        return backward(case, saved)
+
+    def fwd(case):
+        if on_call is not None:
+            on_call(case)
+        return forward(case)
+
+    return {"fn": lambda case: bwd(case, fwd(case)), "forward": fwd, "backward": bwd}
+
+
+def sweep(capsys, path, impl="cmp_path"):
+    code, out, err = run(capsys, "bench", "--impl", impl, "--out", path, *SWEEP)
+    assert code == 0, err
+    return out
+
+
+def alternate(capsys, tmp_path, register_base, register_new, tag=""):
+    """ROUNDS rounds of (base sweep, new sweep); returns the two directories of runs."""
+    dirs = tmp_path / f"base{tag}", tmp_path / f"new{tag}"
+    for r in range(ROUNDS):
+        for d, register in zip(dirs, (register_base, register_new)):
+            register()
+            sweep(capsys, d / f"{r}.jsonl")
+    return dirs
+
+
+def test_two_sweeps_of_the_same_code_are_no_change(tmp_path, capsys, registered):
+    same = lambda: registered("cmp_path", **_split(vectorised_halves()))  # noqa: E731
+    # Identical code must give "no change" on every point. The family-wise error of
+    # Holm-corrected tests is alpha = 5% per attempt (measured here under load 2.7:
+    # 1 of 15 attempts), so one retry-free pass is not guaranteed; 3 attempts make a
+    # spurious failure ~1e-4 likely, while a compare that mis-judges noise (no test,
+    # no correction, the wrong samples) fails all three.
+    outputs = []
+    for attempt in range(3):
+        base, new = alternate(capsys, tmp_path, same, same, tag=str(attempt))
+        verdict_file = tmp_path / f"v{attempt}.json"
+        code, out, err = run(capsys, "compare", base, new, "--json", verdict_file)
+        verdicts = json.loads(verdict_file.read_text())
+        assert len(verdicts) == 2 and f"({ROUNDS} vs {ROUNDS} runs pooled)" in out
+        outputs.append(out)
+        if code == 0 and all(v["verdict"] == "no change" for v in verdicts):
+            assert "2 points: 0 faster, 0 slower, 2 no change" in out
+            return
+    pytest.fail("identical code was judged changed in 3 of 3 attempts:\n" + "\n".join(outputs))
+
+
+def test_a_deliberately_slower_path_is_flagged(tmp_path, capsys, registered):
+    base, new = alternate(
+        capsys, tmp_path,
+        lambda: registered("cmp_path", **_split(vectorised_halves())),
+        lambda: registered("cmp_path", **_split(vectorised_halves(extra_delay=DELAY_S))))  # same work + delay
+    code, out, err = run(capsys, "compare", base, new, "--json", tmp_path / "v.json")
+    assert code == 1, out + err
+    verdicts = json.loads((tmp_path / "v.json").read_text())
+    assert [v["verdict"] for v in verdicts] == ["slower", "slower"]
+    assert all(v["regression"] and v["ratio"] > 1.10 for v in verdicts), verdicts
+    assert out.count("REGRESSION") == 2
+    # and the other way round the change is an improvement, not a failure
+    code, out, _ = run(capsys, "compare", new, base)
+    assert code == 0 and "2 faster" in out
+    # One pair of 3-repeat runs cannot reach significance (exact p >= 2/C(6, 3) = 0.1):
+    # compare says so instead of flagging on a bare ratio.
+    code, out, err = run(capsys, "compare", base / "0.jsonl", new / "0.jsonl")
+    assert code == 0 and "no point can be judged significant" in err and "runs pooled" not in out
+
+
+def _split(halves: dict) -> dict:
+    return {"fn": halves["fn"], "forward": halves["forward"], "backward": halves["backward"]}
+
+
+def test_interrupted_sweep_resumes_and_loses_nothing(tmp_path, capsys, registered):
+    """Ctrl-C at the third point keeps the first two; --resume measures only the rest."""
+    seen_T: list[int] = []
+    crash = {"at_T": 4}
+
+    def on_call(case):
+        T = case.sizes[0]
+        seen_T.append(T)
+        if T == crash["at_T"]:
+            raise KeyboardInterrupt
+
+    registered("resume_path", **_split(vectorised_halves(on_call=on_call)))
+    out = tmp_path / "sweep.jsonl"
+    argv = ["bench", "--impl", "resume_path", "-T", "2,3,4,5", "-B", "1", "-H", "4", "--device", "cpu",
+            "--repeats", "2", "--no-accuracy", "--no-memory", "--no-peak", "--no-progress", "--out", out]
+    code, _, err = run(capsys, *argv)
+    assert code == 130 and "--resume" in err
+    first = out.read_bytes()
+    assert [r["point"]["T"] for r in load(out).ok()] == [2, 3]
+
+    crash["at_T"] = None
+    seen_T.clear()
+    code, stdout, err = run(capsys, *argv, "--resume")
+    assert code == 0, err
+    assert set(seen_T) == {4, 5}  # finished points were not measured again
+    assert out.read_bytes().startswith(first)  # and the file was only appended to
+    assert [r["point"]["T"] for r in load(out).ok()] == [2, 3, 4, 5]
+    assert "2 already in the file" in stdout
+
+    code, _, err = run(capsys, *argv)  # the same --out without --resume is refused
+    assert code == 2 and "already exists" in err
+
+
+def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys, registered):
+    def on_call(case):
+        if case.sizes[0] == 3:
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+    registered("oom_path", **_split(vectorised_halves(on_call=on_call)))
+    out = tmp_path / "sweep.jsonl"
+    code, stdout, _ = run(capsys, "bench", "--impl", "oom_path", "-T", "2,3,4", "-B", "1", "-H", "4",
+                          "--device", "cpu", "--repeats", "2", "--no-accuracy", "--no-memory", "--no-peak",
+                          "--no-progress", "--out", out)
+    assert code == 1
+    recs = {r["point"]["T"]: r for r in load(out).records}
+    assert [recs[T]["status"] for T in (2, 3, 4)] == ["ok", "failed", "ok"]
+    assert "out of memory" in recs[3]["error"]
+    assert "FAILED: RuntimeError: CUDA out of memory" in stdout
+
+
+BROKEN_MODULE = """
+from lstm_bench import get_impl
+
+def flipped(case):
+    result = get_impl("vectorised")(case)
+    result.grads["weight_hh"] = -result.grads["weight_hh"]  # a sign error in one gradient
+    return result
+
+def good(case):
+    return get_impl("vectorised")(case)
+
+not_a_function = 3
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "userkernels.py").write_text(textwrap.dedent(BROKEN_MODULE))
+    monkeypatch.chdir(tmp_path)  # module:function imports from the working directory
+    yield "userkernels"
+    for name in ("flipped", "good"):
+        try:
+            unregister_impl(name)
+        except KeyError:
+            pass
+
+
+def test_check_fails_on_a_broken_impl_given_as_module_function(capsys, user_module):
+    small = ["-T", "5", "-B", "2", "-I", "3", "-H", "4"]
+    code, out, _ = run(capsys, "check", "--impl", f"{user_module}:good", *small)
+    assert code == 0 and "PASS" in out and "FAIL" not in out
+    code, out, _ = run(capsys, "check", "--impl", f"{user_module}:flipped", *small)
+    assert code == 1
+    assert "FAIL (d_weight_hh)" in out
+
+
+def test_check_all_paths_pass(capsys):
+    code, out, _ = run(capsys, "check", "--summary", "-T", "4", "-B", "2", "-I", "3", "-H", "4")
+    assert code == 0
+    for name in ("reference", "vectorised", "autograd", "nn_lstm", "nn_lstm_native"):
+        assert name in out
+    assert out.count("PASS") == 5
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "--impl", "no_such_path"], "unknown implementation 'no_such_path'"),
+    (["check", "--impl", "no_such_module_xyz:fn"], "cannot import module 'no_such_module_xyz'"),
+    (["check", "--impl", "userkernels:missing"], "has no attribute 'missing'"),
+    (["check", "--impl", "userkernels:not_a_function"], "is not callable"),
+    (["check", "-H", "0"], "argument -H: expected a positive integer, got 0"),
+    (["bench", "-T", "ten"], "argument -T: expected a positive integer, got 'ten'"),
+    (["check", "--device", "tpu"], "device must be one of"),
+    (["compare", "missing1.jsonl", "missing2.jsonl"], "no such results file"),
+    (["bench", "--resume"], "--resume needs --out"),
+    (["compare", "a", "b", "--threshold", "lots"], "expected a fraction"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, user_module, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_plot_writes_pngs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from lstm_bench.results import make_header
+
+    # A synthetic sweep (the sweep itself is tested above): 2 paths x T in {2, 8} x H in {4, 8}.
+    lines = [make_header({"torch": torch.__version__, "threads": 1, "cpu": "test"}, {"impls": ["x"]}, {})]
+    for impl, speed in (("vectorised", 2.0), ("nn_lstm", 1.0)):
+        for T in (2, 8):
+            for H in (4, 8):
+                p = {"impl": impl, "T": T, "B": 1, "I": H, "H": H, "device": "cpu", "dtype": "float32"}
+                t = speed * T * H * 1e-5
+                lines.append({"kind": "point", "key": f"{impl}|{T}|{H}", "point": p, "status": "ok",
+                              "measurement": {"forward_s": [t / 3] * 3, "forward_backward_s": [t, 1.1 * t, 0.9 * t],
+                                              "saved_bytes": 100 * T * H, "peak_bytes": 300 * T * H}})
+    out = tmp_path / "sweep.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    code, stdout, err = run(capsys, "plot", out, "--out-dir", tmp_path / "png")
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert names == ["memory_vs_T.png", "ratio_to_nn_lstm.png", "time_vs_H.png", "time_vs_T.png"]
+    for p in (tmp_path / "png").iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def test_info_prints_the_environment(capsys):
+    code, out, _ = run(capsys, "info", "--no-peak")
+    assert code == 0
+    assert f"torch  {torch.__version__}".split()[1] in out
+    assert "threads" in out and "backends.onednn.available" in out and "cpu" in out
+    code, out, _ = run(capsys, "info", "--json", "--no-peak")
+    env = json.loads(out)
+    assert env["torch"] == torch.__version__ and env["threads"] == 1
+
+
+def test_info_measures_the_peak_once_and_caches_it(capsys, monkeypatch, tmp_path):
+    from lstm_bench import machine
+
+    calls = []
+    monkeypatch.setattr(machine, "measure_matmul_peak", lambda d, t: calls.append((d, t)) or 123.0)
+    for _ in range(2):
+        code, out, _ = run(capsys, "info", "--json")
+        assert json.loads(out)["matmul_peak_gflops"] == {"cpu/float32": 123.0}
+    assert calls == [("cpu", "float32")]
+    assert (tmp_path / "cache" / "matmul_peak.json").exists()
+
+
+def test_flow_is_wired_or_says_it_is_missing(capsys):
+    try:
+        import lstm_bench.flow.cli  # noqa: F401
+    except ModuleNotFoundError:
+        code, _, err = run(capsys, "flow")
+        assert code == 2 and "lstm_bench.flow is not in this installation" in err
+        return
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["flow", "--help"])
+    assert exc.value.code == 0
+    assert "usage: lstm-bench flow" in capsys.readouterr().out
