@@ -717,9 +717,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .results import ResultsError
 
     debug = bool(os.environ.get("LSTM_BENCH_DEBUG"))
-    # The memory measurement runs torch's profiler, whose kineto backend logs two lines
-    # per use to stderr; they would bury the progress bar. The user's setting wins.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["flow"]:  # everything after `flow` belongs to the flow module's own parser

@@ -20,9 +20,15 @@ the forward is `saved_bytes` and whose maximum over the step is `peak_bytes`.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
-import torch
+# The profiler's kineto backend logs two lines to stderr per use ("profiler_start/stop");
+# they would bury progress bars and asv's output. Read when kineto starts, so set before
+# the first profile; the user's own setting wins.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
+import torch  # noqa: E402
 
 from .contract import Case
 from .registry import Impl, get_impl

@@ -10,7 +10,8 @@ Backward, t = T..1 (Greff et al. 2017, arXiv:1503.04069), writing the pre-activa
 gradients dz_t = [dz_i, dz_f, dz_g, dz_o] over the activations of step t, which are
 no longer needed once dz_t is known:
     d_h = d_output_t + dz_{t+1} @ weight_hh      d_c = d_c_next + d_h * o * (1 - tanh(c_t)^2)
-    dz_i = d_c g i(1-i)   dz_f = d_c c_{t-1} f(1-f)   dz_g = d_c i (1-g^2)   dz_o = d_h tanh(c_t) o(1-o)
+    dz_t = act'(z_t) * [d_c g, d_c c_{t-1}, d_c i, d_h tanh(c_t)]
+           act' = a(1-a) for i, f, o (sigmoid) and 1-g^2 for g (tanh)
     d_c_next = d_c * f
 After the loop every parameter gradient is one GEMM or reduction over all T*B rows:
     d_weight_ih = dz^T x      d_weight_hh = dz^T h_{0..T-1}      d_bias = sum dz      dx = dz @ weight_ih
@@ -63,29 +64,37 @@ def backward(case: Case, cache: Cache, *, state_grads: bool = False) -> Result:
     d_hs = x.new_empty(T, B, H) if state_grads else None
     d_cs = x.new_empty(T, B, H) if state_grads else None
 
-    d_h_next, d_c = case.d_h_n, case.d_c_n
+    # dz_t = act'(z_t) * upstream_t, both (B, 4H): act' is a(1-a) for the sigmoid gates
+    # and 1-g^2 for g; the upstream factors are gathered into one buffer so that dz_t is
+    # one multiply written over the activations of step t (no longer needed after it).
+    upstream = x.new_empty(B, 4 * H)
+    u_i, u_f, u_g, u_o = upstream.chunk(4, dim=1)
+    one = x.new_ones(())
+    d_h, d_c = case.d_output[T - 1] + case.d_h_n, case.d_c_n
     for t in reversed(range(T)):
-        i, f, g, o = dz[t].chunk(4, dim=1)
+        a = dz[t]
+        i, f, g, o = a.chunk(4, dim=1)
         tanh_c = torch.tanh(c[t + 1])
-        d_h = case.d_output[t] + d_h_next
-        d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
+        d_c = torch.addcmul(d_c, d_h * o, 1 - tanh_c * tanh_c)
         if state_grads:
             d_hs[t], d_cs[t] = d_h, d_c
+        torch.mul(d_c, g, out=u_i)
+        torch.mul(d_c, c[t], out=u_f)
+        torch.mul(d_c, i, out=u_g)
+        torch.mul(d_h, tanh_c, out=u_o)
         d_c_next = d_c * f
-        # Each line reads its gate's activation before overwriting it with dz.
-        o.mul_(1 - o).mul_(d_h * tanh_c)
-        f.mul_(1 - f).mul_(d_c * c[t])
-        d_c_g = d_c * g  # dz_i needs g and dz_g needs i: keep one before both are overwritten
-        g.mul_(g).neg_().add_(1).mul_(d_c * i)
-        i.mul_(1 - i).mul_(d_c_g)
-        d_h_next = dz[t] @ w.weight_hh
+        d_act = torch.addcmul(a, a, a, value=-1)  # a(1-a): right for i, f, o
+        torch.addcmul(one, g, g, value=-1, out=d_act[:, 2 * H:3 * H])  # 1-g^2
+        torch.mul(d_act, upstream, out=a)
+        # d_h of step t-1: its upstream d_output plus the recurrent path dz_t @ W_hh.
+        d_h = torch.addmm(case.d_output[t - 1], a, w.weight_hh) if t > 0 else a @ w.weight_hh
         d_c = d_c_next
 
     dz2 = dz.view(T * B, 4 * H)
     d_bias = dz2.sum(dim=0)
     grads = {
         "x": (dz2 @ w.weight_ih).view(T, B, I),
-        "h0": d_h_next,
+        "h0": d_h,
         "c0": d_c,
         "weight_ih": dz2.T @ x.reshape(T * B, I),
         "weight_hh": dz2.T @ h[:-1].reshape(T * B, H),
