@@ -275,8 +275,7 @@ def run_check(impls: list[str], sizes: list[tuple[int, int, int, int]], *, dtype
             status = "PASS" if report.passed else f"FAIL ({', '.join(r.name for r in report.failures)})"
             if notes:
                 status += f" [{', '.join(notes)}]"
-            backend = report.title.split("[", 1)[1].split("]", 1)[0] if "[" in report.title else "-"
-            rows.append([name, backend, T, B, I, H, f"{report.max_rel:.2e}", f"{worst:.2e}", status])
+            rows.append([name, report.backend or "-", T, B, I, H, f"{report.max_rel:.2e}", f"{worst:.2e}", status])
             if verbose or not report.passed:
                 print(report, end="\n\n")
     print(f"Agreement with {reference} in float64 ({dtype}, {device}, seed {seed}); "

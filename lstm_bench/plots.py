@@ -22,7 +22,8 @@ from .results import Results
 BASELINE = "nn_lstm"
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or an ImportError that says how to install it."""
     try:
         import matplotlib
     except ImportError:
@@ -153,7 +154,7 @@ def plot_results(results: Results, out_dir: str | Path, notes: list[str] | None 
     Charts that cannot be drawn (a single value on their x axis, no memory figures,
     no nn_lstm baseline) are left out and, when `notes` is given, explained there.
     """
-    plt = _pyplot()
+    plt = pyplot()
     rows = rows_of(results)
     if not rows:
         raise ValueError(f"{results.path}: no successfully measured point to plot")

@@ -65,6 +65,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     dtype: str = ""
     title: str = ""
+    backend: str = ""  # what actually ran (Result.backend), e.g. "onednn" for nn_lstm on CPU
 
     @property
     def passed(self) -> bool:
@@ -79,7 +80,7 @@ class Report:
         return max((r.max_rel for r in self.rows), default=0.0)
 
     def to_dict(self) -> dict:
-        return {"title": self.title, "dtype": self.dtype, "passed": self.passed, "max_rel": self.max_rel,
+        return {"title": self.title, "dtype": self.dtype, "backend": self.backend, "passed": self.passed, "max_rel": self.max_rel,
                 "rows": [asdict(r) for r in self.rows]}
 
     def __str__(self) -> str:
@@ -162,7 +163,7 @@ def compare(result: Result, reference: Result, *, sensitivity: dict[str, float] 
     sens = sensitivity or {}
     rows = [compare_tensors(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0)) for k in b]
     dtype = min((result.output.dtype, reference.output.dtype), key=lambda d: torch.finfo(d).bits)
-    return Report(rows, dtype=str(dtype).replace("torch.", ""), title=title)
+    return Report(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
 
 
 def check_against_reference(impl, case: Case, *, reference: str = "autograd") -> Report:

@@ -14,21 +14,12 @@ from pathlib import Path
 
 import torch
 
+from ..cli import positive_int
 from .forget import decay_table
 from .memory_length import check_threshold
 from .study import Settings, compare_models, fmt, init_study
 
 DISTANCES = (0, 1, 2, 5, 10, 20, 50)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _threshold(text: str) -> float:
@@ -46,12 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "The measures and the seed document's claims, measured: docs/flow.md.")
     parser.add_argument("--out-dir", help="folder for flow.json and the PNGs "
                         "(default: lstm-bench-flow-YYYYmmdd-HHMMSS in the current folder)")
-    parser.add_argument("-T", "--seq-len", type=_positive, default=d.seq_len, help=f"sequence length (default {d.seq_len})")
-    parser.add_argument("-H", "--hidden-size", type=_positive, default=d.hidden_size, help=f"hidden size (default {d.hidden_size})")
-    parser.add_argument("-I", "--input-size", type=_positive, default=d.input_size, help=f"input size (default {d.input_size})")
-    parser.add_argument("--samples", type=_positive, default=d.samples,
+    parser.add_argument("-T", "--seq-len", type=positive_int, default=d.seq_len, help=f"sequence length (default {d.seq_len})")
+    parser.add_argument("-H", "--hidden-size", type=positive_int, default=d.hidden_size, help=f"hidden size (default {d.hidden_size})")
+    parser.add_argument("-I", "--input-size", type=positive_int, default=d.input_size, help=f"input size (default {d.input_size})")
+    parser.add_argument("--samples", type=positive_int, default=d.samples,
                         help=f"input sequences per model draw (default {d.samples})")
-    parser.add_argument("--seeds", type=_positive, default=d.seeds, help=f"model draws, seeds seed..seed+N-1 (default {d.seeds})")
+    parser.add_argument("--seeds", type=positive_int, default=d.seeds, help=f"model draws, seeds seed..seed+N-1 (default {d.seeds})")
     parser.add_argument("--seed", type=int, default=d.seed, help="first seed (default 0)")
     parser.add_argument("--threshold", type=_threshold, default=d.threshold,
                         help=f"effective memory: fraction of the peak gradient still counted, in (0, 1] (default {d.threshold})")
@@ -60,11 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=d.device, help="cpu or cuda (default cpu)")
     parser.add_argument("--dtype", default=d.dtype, choices=["float64", "float32"],
                         help="default float64: ratios down to 1e-30 stay representable")
-    parser.add_argument("--jacobian-samples", type=_positive, default=d.jacobian_samples,
+    parser.add_argument("--jacobian-samples", type=positive_int, default=d.jacobian_samples,
                         help=f"samples in the Jacobian decomposition (default {d.jacobian_samples})")
-    parser.add_argument("--jacobian-steps", type=_positive, default=d.jacobian_steps,
+    parser.add_argument("--jacobian-steps", type=positive_int, default=d.jacobian_steps,
                         help=f"steps, spread over the sequence, of the Jacobian decomposition (default {d.jacobian_steps})")
-    parser.add_argument("--threads", type=_positive, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1: the steps are small ops, which extra threads slow down)")
     parser.add_argument("--json", action="store_true", help="print the JSON document instead of the tables")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -179,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 def _plots(models, inits, out_dir: Path, settings: Settings, say) -> list[Path]:
     try:
         from . import plots
-        plots._pyplot()
+        plots.pyplot()
     except ImportError as err:
         print(f"lstm-bench flow: warning: no PNG plots: {err}", file=sys.stderr)
         return []

@@ -1,4 +1,4 @@
-"""PNG plots of the flow studies. matplotlib is optional ("lstm-bench[plot]") and imported here only.
+"""PNG plots of the flow studies (matplotlib is optional, "lstm-bench[plot]"; loaded by `lstm_bench.plots.pyplot`).
 
 Gradient curves are drawn against the distance from the loss, d = T - t (0 at the step
 the loss is on), not against the absolute step as the seed did, in a linear and a log
@@ -9,19 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from ..plots import pyplot
 from .forget import simulate_gradient_decay
 from .study import FlowSummary
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError('plotting needs matplotlib: pip install "lstm-bench[plot]" (or pip install matplotlib)') \
-            from None
-    matplotlib.use("Agg")  # files only; no display needed
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _xlabel(loss: str) -> str:
@@ -34,7 +24,7 @@ def plot_curves(summaries: Sequence[FlowSummary], path: str | Path, *, title: st
 
     Models without `which` (no cell state) are skipped but keep their colour, so that one
     model has one colour in every plot."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     symbol = {"x": "x", "h": "h", "c": "c"}[which]
     for ax, log in zip(axes, (False, True)):
@@ -61,7 +51,7 @@ def plot_curves(summaries: Sequence[FlowSummary], path: str | Path, *, title: st
 
 def plot_memory(summaries: Sequence[FlowSummary], path: str | Path, *, title: str) -> Path:
     """Effective memory (bars, whiskers = min..max over samples) and decay ratio (log scale) per model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     names = [s.name for s in summaries]
     pos = list(range(len(names)))
@@ -97,7 +87,7 @@ def plot_memory(summaries: Sequence[FlowSummary], path: str | Path, *, title: st
 
 def plot_jacobian(summaries: Sequence[FlowSummary], path: str | Path, *, title: str) -> Path:
     """Spectral norms of the direct and indirect terms of dc_t/dc_{t-1} along the sequence."""
-    plt = _pyplot()
+    plt = pyplot()
     with_jac = [s for s in summaries if s.jacobian is not None]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     for n, s in enumerate(with_jac):
@@ -124,7 +114,7 @@ def plot_forget(summaries: Sequence[FlowSummary], path: str | Path, *, title: st
                 fs: Sequence[float] = (0.5, 0.9, 0.95, 0.99, 0.999), length: int = 1000) -> Path:
     """Left: the highway's span products prod f over the k steps before the loss, per init (log).
     Right: the idealised decay f^k of `simulate_gradient_decay` for constant f (log)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     for n, s in enumerate(x for x in summaries if x.forget is not None):
         q = s.forget["quantiles"]
