@@ -12,29 +12,19 @@ skipped; the reason is `lstm_bench.grid.skip_reason(point)`.
 """
 from __future__ import annotations
 
-import os
 import statistics
 
-from lstm_bench.flops import lstm_flops
-from lstm_bench.grid import ASV_GRID, BENCH_GRID, QUICK_GRID, STUDY_GRID, Point, skip_reason
-from lstm_bench.measure import max_rel_error, register_slowed, register_slowed_from_env
+from lstm_bench.flops import gflops, lstm_flops
+from lstm_bench.grid import Point, skip_reason
+from lstm_bench.measure import grid_from_env, max_rel_error
 from lstm_bench.memory import peak_bytes, saved_bytes, warm_profiler
-from lstm_bench.registry import all_impls, get_impl
+from lstm_bench.registry import get_impl
 # Imported as a module: asv would collect a bare `time_fn` name here as a benchmark.
 from lstm_bench import timing
 from lstm_bench.timing import set_threads, step_fn
 
 warm_profiler()  # once in asv's forkserver, not in each of the ~800 forked memory benchmarks
-register_slowed_from_env()  # LSTM_BENCH_INJECT_SLOWDOWN=0.05: measurement-quality studies
-GRIDS = {"asv": ASV_GRID, "bench": BENCH_GRID, "quick": QUICK_GRID, "study": STUDY_GRID}
-_name = os.environ.get("LSTM_BENCH_GRID", "asv")
-if _name not in GRIDS:
-    raise ValueError(f"$LSTM_BENCH_GRID must be one of {sorted(GRIDS)}, got {_name!r}")
-GRID = GRIDS[_name]
-if _name == "study" and "vectorised_slowed" not in all_impls():
-    register_slowed(0.0)  # the study's path, unslowed unless LSTM_BENCH_INJECT_SLOWDOWN says so
-if GRID.I is not None:
-    raise ValueError("the asv suites assume I = H (Grid.I is None)")
+GRID = grid_from_env("LSTM_BENCH_GRID", "asv")  # every named grid has I = H, as PARAMS assume
 
 PARAMS = [list(GRID.impls), list(GRID.devices), list(GRID.dtypes), list(GRID.T), list(GRID.B), list(GRID.H)]
 PARAM_NAMES = ["impl", "device", "dtype", "T", "B", "H"]
@@ -109,19 +99,21 @@ class TrackStep:
 
     track_peak_bytes.unit = "bytes"
 
-    def track_flops(self, impl, device, dtype, T, B, H):
-        return lstm_flops(T, B, H, H, backward=True)
+    def track_flops(self, *args):
+        p = self.point
+        return lstm_flops(p.T, p.B, p.I, p.H, backward=True)
 
     track_flops.unit = "FLOP"
 
-    def track_gflops(self, impl, device, dtype, T, B, H):
-        seconds = timing.time_fn(step_fn(self.impl, self.case, backward=True), device=device,
-                          repeats=TIMING_REPEATS, warmup=1)
-        return lstm_flops(T, B, H, H, backward=True) / statistics.median(seconds) / 1e9
+    def track_gflops(self, *args):
+        p = self.point
+        seconds = timing.time_fn(step_fn(self.impl, self.case, backward=True), device=p.device,
+                                 repeats=TIMING_REPEATS, warmup=1)
+        return gflops(p.T, p.B, p.I, p.H, statistics.median(seconds))
 
     track_gflops.unit = "GFLOP/s"
 
     def track_max_rel_error(self, *args):
-        return max_rel_error(self.impl, self.point)[0]
+        return max_rel_error(self.impl, self.point, case=self.case)[0]
 
     track_max_rel_error.unit = "relative"

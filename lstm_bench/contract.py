@@ -133,7 +133,8 @@ class Result:
         )
 
 
-def _check_size(name: str, value: object) -> int:
+def check_positive_int(name: str, value: object) -> int:
+    """`value` if it is an int > 0 (not a bool); else a ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
     if value <= 0:
@@ -175,8 +176,8 @@ def make_case(
     (bias_ih carries it, bias_hh's slice is zeroed), as in Gers et al. 2000 and
     Jozefowicz et al. 2015.
     """
-    T, B = _check_size("seq_len", seq_len), _check_size("batch", batch)
-    I, H = _check_size("input_size", input_size), _check_size("hidden_size", hidden_size)
+    T, B = check_positive_int("seq_len", seq_len), check_positive_int("batch", batch)
+    I, H = check_positive_int("input_size", input_size), check_positive_int("hidden_size", hidden_size)
     dtype = check_dtype(dtype)
     device = check_device(device)
     if isinstance(seed, bool) or not isinstance(seed, int):

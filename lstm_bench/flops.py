@@ -19,11 +19,7 @@ Backward (Greff et al. 2017, arXiv:1503.04069), dz the (T B, 4H) gate gradients:
 """
 from __future__ import annotations
 
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+from .contract import check_positive_int
 
 
 def lstm_flops(T: int, B: int, I: int, H: int, backward: bool) -> int:
@@ -31,6 +27,11 @@ def lstm_flops(T: int, B: int, I: int, H: int, backward: bool) -> int:
 
     forward = 8 T B H (I + H); forward+backward = 3 x forward = 24 T B H (I + H).
     """
-    T, B, I, H = (_positive(n, v) for n, v in (("T", T), ("B", B), ("I", I), ("H", H)))
+    T, B, I, H = (check_positive_int(n, v) for n, v in (("T", T), ("B", B), ("I", I), ("H", H)))
     forward = 2 * T * B * 4 * H * (I + H)
     return 3 * forward if backward else forward
+
+
+def gflops(T: int, B: int, I: int, H: int, seconds: float) -> float:
+    """Achieved GFLOP/s of one forward+backward taking `seconds` (NaN for a non-positive time)."""
+    return lstm_flops(T, B, I, H, backward=True) / seconds / 1e9 if seconds > 0 else float("nan")

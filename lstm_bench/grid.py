@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from .contract import Case, check_dtype, make_case
+from .contract import Case, check_dtype, check_positive_int, make_case
 from .devices import KNOWN_DEVICES
 from .registry import all_impls, get_impl
 
@@ -38,14 +38,13 @@ class Point:
         if not isinstance(self.impl, str) or not self.impl:
             raise ValueError(f"Point.impl must be a non-empty string, got {self.impl!r}")
         for name in ("T", "B", "I", "H"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"Point.{name} must be a positive int, got {v!r}")
+            check_positive_int(f"Point.{name}", getattr(self, name))
         if self.device not in KNOWN_DEVICES:
             raise ValueError(f"Point.device must be one of {KNOWN_DEVICES}, got {self.device!r}")
-        check_dtype(self.dtype)
         if not isinstance(self.dtype, str):
             raise ValueError(f"Point.dtype must be a dtype name such as 'float32', got {self.dtype!r}")
+        # The canonical name ("float" -> "float32"), so that one point has one key.
+        object.__setattr__(self, "dtype", str(check_dtype(self.dtype)).replace("torch.", ""))
 
     @property
     def key(self) -> str:
@@ -154,6 +153,13 @@ ASV_GRID = BENCH_GRID.replace(B=(32,))
 STUDY_GRID = Grid(impls=("vectorised_slowed",), T=(100,), H=(256,), B=(32,), devices=("cpu",),
                   dtypes=("float32",))
 
+# The pytest-benchmark suite's default: every path once at the smallest sizes, so that the
+# plain test command smoke-runs each benchmark in seconds.
+SMOKE_GRID = BENCH_GRID.replace(T=(10,), H=(64,), B=(1,))
+
+# What $LSTM_BENCH_GRID (asv) and $LSTM_BENCH_PYTEST_GRID (pytest-benchmark) may name.
+NAMED_GRIDS = {"asv": ASV_GRID, "bench": BENCH_GRID, "quick": QUICK_GRID, "smoke": SMOKE_GRID, "study": STUDY_GRID}
+
 
 @dataclass(frozen=True)
 class Exclusion:
@@ -173,7 +179,18 @@ def _big(point: Point) -> float:
 # Forward+backward GEMM work (GFLOP, lstm_bench.flops) above which a CPU point is skipped:
 # sized so that a full `asv run` of the grid fits in 20 minutes on a 2-core CPU. Raise it
 # with $LSTM_BENCH_CPU_GFLOP_LIMIT on a bigger machine (it is read at import).
-CPU_GFLOP_LIMIT = float(os.environ.get("LSTM_BENCH_CPU_GFLOP_LIMIT", "20"))
+def _gflop_limit(name: str = "LSTM_BENCH_CPU_GFLOP_LIMIT", default: float = 20.0) -> float:
+    text = os.environ.get(name, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(f"${name} must be a positive number of GFLOP such as 20, got {text!r}")
+    return value
+
+
+CPU_GFLOP_LIMIT = _gflop_limit()
 
 # The table of exclusions. Each row was measured on a 2-core CPU (docs/benchmarks.md);
 # a point it matches is reported as skipped with the row's reason, never silently dropped.

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import torch
 
 from .contract import check_dtype
@@ -71,6 +72,9 @@ def backends() -> dict:
         "onednn": {"available": bool(torch.backends.mkldnn.is_available()),
                    "enabled": bool(torch._C._get_mkldnn_enabled()), "version": onednn_version()},
         "cuda": torch.version.cuda,
+        # Timed as torch's defaults leave them (what a user ships); the tests turn TF32 off.
+        "tf32": {"cudnn": bool(torch.backends.cudnn.allow_tf32),
+                 "matmul": bool(torch.backends.cuda.matmul.allow_tf32)},
     }
 
 
@@ -101,7 +105,7 @@ def environment(*, threads: int | None = None, peak: bool = True, device: str = 
     env = {
         "lstm_bench": __version__,
         "torch": torch.__version__,
-        "numpy": _numpy_version(),
+        "numpy": numpy.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "host": socket.gethostname(),
@@ -115,14 +119,6 @@ def environment(*, threads: int | None = None, peak: bool = True, device: str = 
     if peak:
         env["matmul_peak_gflops"] = {f"{device}/{dtype}": matmul_peak_gflops(device, dtype, threads=threads)}
     return env
-
-
-def _numpy_version() -> str | None:
-    try:
-        import numpy
-    except ImportError:
-        return None
-    return numpy.__version__
 
 
 def cache_dir() -> Path:

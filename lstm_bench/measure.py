@@ -1,18 +1,19 @@
 """Everything measured at one grid point: times, memory, FLOPs and accuracy."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import statistics
 from dataclasses import dataclass
 
 import torch
 
-from .contract import Result
-from .flops import lstm_flops
-from .grid import Point, skip_reason
+from .contract import Case, Result
+from .flops import gflops, lstm_flops
+from .grid import Grid, Point, skip_reason
 from .memory import peak_bytes, saved_bytes
 from .registry import Impl, get_impl
-from .timing import set_threads, step_fn, time_fn
+from .timing import set_threads, step_fn, synchronize, time_fn
 
 ACCURACY_REFERENCE = "autograd"  # run in float64 on the same case
 
@@ -68,20 +69,19 @@ class Measurement:
 
 
 @functools.lru_cache(maxsize=4)
-def _truth(point_sizes: tuple, seed: int) -> Result:
-    """The float64 reference result of a case; shared by every impl measured at the same sizes."""
-    T, B, I, H, device = point_sizes
-    p = Point(ACCURACY_REFERENCE, T, B, I, H, device, "float64")
-    return get_impl(ACCURACY_REFERENCE)(p.case(seed))
+def _truth(point: Point, seed: int) -> Result:
+    """The float64 reference, run on the point's own case cast up (the same numbers the
+    path sees, rounded to its dtype); shared by every impl measured on that case."""
+    return get_impl(ACCURACY_REFERENCE)(point.case(seed).to(dtype=torch.float64))
 
 
-def max_rel_error(impl: str | Impl, point: Point, *, seed: int = 0) -> tuple[float, str]:
+def max_rel_error(impl: str | Impl, point: Point, *, seed: int = 0, case: Case | None = None) -> tuple[float, str]:
     """(max relative error against the float64 reference, backend that ran) at `point`."""
     from .tolerance import compare
 
     impl = get_impl(impl) if isinstance(impl, str) else impl
-    got = impl(point.case(seed))
-    truth = _truth((point.T, point.B, point.I, point.H, point.device), seed)
+    got = impl(point.case(seed) if case is None else case)
+    truth = _truth(dataclasses.replace(point, impl=ACCURACY_REFERENCE), seed)
     return compare(got, truth).max_rel, got.backend
 
 
@@ -111,7 +111,8 @@ def measure_point(point: Point, *, repeats: int = 5, warmup: int = 1, seed: int 
         fb = step_fn(impl, case, backward=True)
     else:
         forward_s = []
-        fb = lambda: impl(case)  # noqa: E731
+        # the raw function, like step_fn's halves: no validation inside the timed region
+        fb = lambda: (impl.fn(case), synchronize(case.device))  # noqa: E731
     forward_backward_s = time_fn(fb, device=point.device, repeats=repeats, warmup=warmup)
 
     saved = peak = None
@@ -121,7 +122,7 @@ def measure_point(point: Point, *, repeats: int = 5, warmup: int = 1, seed: int 
 
     err, backend = (None, "")
     if accuracy:
-        err, backend = max_rel_error(impl, point, seed=seed)
+        err, backend = max_rel_error(impl, point, seed=seed, case=case)
 
     flops_f = lstm_flops(point.T, point.B, point.I, point.H, backward=False)
     flops_fb = lstm_flops(point.T, point.B, point.I, point.H, backward=True)
@@ -129,7 +130,7 @@ def measure_point(point: Point, *, repeats: int = 5, warmup: int = 1, seed: int 
     return Measurement(
         point=point, forward_s=forward_s, forward_backward_s=forward_backward_s,
         saved_bytes=saved, peak_bytes=peak, flops_forward=flops_f, flops_forward_backward=flops_fb,
-        gflops=flops_fb / median / 1e9 if median > 0 else float("nan"),
+        gflops=gflops(point.T, point.B, point.I, point.H, median),
         max_rel_error=err, threads=threads, backend=backend,
     )
 
@@ -171,6 +172,26 @@ def register_slowed(fraction: float, *, base: str = "vectorised", name: str = SL
     return register_impl(name, _slowed(b.fn, fraction), devices=b.devices, replace=True,
                          forward=_slowed(forward, fraction), backward=_slowed(backward, fraction),
                          description=f"{base} slowed down by {fraction:.1%} (measurement-quality studies)")
+
+
+def grid_from_env(variable: str, default: str) -> Grid:
+    """The grid of `NAMED_GRIDS` that $`variable` names (else `default`), ready to run.
+
+    Registers the study's path too: slowed by $LSTM_BENCH_INJECT_SLOWDOWN when that is
+    set, else unslowed when the study grid is asked for.
+    """
+    import os
+
+    from .grid import NAMED_GRIDS
+    from .registry import all_impls
+
+    name = os.environ.get(variable) or default
+    if name not in NAMED_GRIDS:
+        raise ValueError(f"${variable} must be one of {sorted(NAMED_GRIDS)}, got {name!r}")
+    register_slowed_from_env()
+    if name == "study" and SLOWED_IMPL not in all_impls():
+        register_slowed(0.0)
+    return NAMED_GRIDS[name]
 
 
 def register_slowed_from_env() -> Impl | None:

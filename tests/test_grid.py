@@ -102,3 +102,18 @@ def test_asv_and_quick_grids_are_sub_grids_of_the_bench_grid():
         for axis in ("impls", "T", "H", "B", "devices", "dtypes"):
             assert set(getattr(g, axis)) <= set(getattr(BENCH_GRID, axis)), axis
     assert set(ASV_GRID.devices) == {"cpu", "cuda"}  # a missing device skips, it is not left out
+
+
+def test_a_dtype_alias_gives_the_canonical_key():
+    # one measurement, one key: "float" and "float32" must not split a point in two
+    assert Point("vectorised", 2, 1, 3, 3, "cpu", "float") == Point("vectorised", 2, 1, 3, 3, "cpu", "float32")
+    assert Point("vectorised", 2, 1, 3, 3, "cpu", "float").key.endswith("|cpu|float32")
+
+
+@pytest.mark.parametrize("value", ["20GF", "nan", "-1", "0", "inf"])
+def test_a_bad_cpu_gflop_limit_is_named(monkeypatch, value):
+    from lstm_bench.grid import _gflop_limit
+
+    monkeypatch.setenv("LSTM_BENCH_CPU_GFLOP_LIMIT", value)
+    with pytest.raises(ValueError, match=r"\$LSTM_BENCH_CPU_GFLOP_LIMIT must be a positive number"):
+        _gflop_limit()

@@ -61,3 +61,16 @@ def test_time_fn_on_cuda_counts_kernel_time():
     a = torch.randn(2048, 2048, device="cuda")
     times = time_fn(lambda: a @ a, device="cuda", repeats=3, warmup=1)
     assert len(times) == 3 and all(t > 0 for t in times)
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_every_timed_call_ends_in_a_device_synchronisation(monkeypatch, backward):
+    # On CUDA a host timer only sees kernel time if the call waits for the device; the
+    # callable must do that itself, for asv and pytest-benchmark, which time it from outside.
+    import lstm_bench.timing as timing
+
+    synced = []
+    monkeypatch.setattr(timing, "synchronize", lambda device: synced.append(torch.device(device)))
+    case = make_case(3, 2, 4, 5)
+    timing.step_fn(get_impl("vectorised"), case, backward=backward)()
+    assert synced == [case.device]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from lstm_bench.contract import check_result
 from lstm_bench.flops import lstm_flops
 from lstm_bench.grid import Point
 from lstm_bench.memory import peak_bytes, saved_bytes
@@ -16,7 +17,7 @@ from lstm_bench.registry import get_impl
 from lstm_bench.timing import set_threads, step_fn
 
 
-def _run(benchmark, point: Point, *, backward: bool) -> None:
+def _run(benchmark, point: Point, *, backward: bool):
     impl, case = get_impl(point.impl), point.case()
     fn = step_fn(impl, case, backward=backward)
     benchmark.group = f"{'forward_backward' if backward else 'forward'} " + point.key.split("|", 1)[1]
@@ -24,18 +25,22 @@ def _run(benchmark, point: Point, *, backward: bool) -> None:
         point=point.as_dict(),
         threads=set_threads(),
         flops=lstm_flops(point.T, point.B, point.I, point.H, backward=backward),
-        saved_bytes=saved_bytes(impl, case),
-        peak_bytes=peak_bytes(impl, case),
     )
+    if backward:  # memory is a property of the whole step: measured once per point
+        benchmark.extra_info.update(saved_bytes=saved_bytes(impl, case), peak_bytes=peak_bytes(impl, case))
     if benchmark.enabled:
         fn()  # warm-up, untimed: module caches, allocator, cuDNN algorithm choice
-    out = benchmark(fn)
-    assert out is not None
+    return benchmark(fn), case
 
 
 def test_bench_forward(benchmark, runnable: Point):
     _run(benchmark, runnable, backward=False)
+    assert benchmark.extra_info["flops"] == 8 * runnable.T * runnable.B * runnable.H * (runnable.I + runnable.H)
 
 
 def test_bench_forward_backward(benchmark, runnable: Point):
-    _run(benchmark, runnable, backward=True)
+    result, case = _run(benchmark, runnable, backward=True)
+    check_result(result, case, runnable.impl)  # the timed call returned a whole, well-formed Result
+    info = benchmark.extra_info
+    assert info["flops"] == 24 * runnable.T * runnable.B * runnable.H * (runnable.I + runnable.H)
+    assert 0 < info["saved_bytes"] <= info["peak_bytes"]
