@@ -64,6 +64,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def fraction(text: str) -> float:
     """0.1, or 10%."""
     try:
@@ -215,7 +225,7 @@ def human_bytes(n: float | None) -> str:
         if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GiB"
+    raise AssertionError("unreachable: GiB always returns")
 
 
 def human_seconds(s: float | None) -> str:
@@ -260,7 +270,11 @@ def run_check(impls: list[str], sizes: list[tuple[int, int, int, int]], *, dtype
 
     rows, ok = [], True
     for T, B, I, H in sizes:
-        case = make_case(T, B, I, H, dtype=getattr(torch, dtype), device=device, seed=seed)
+        try:
+            case = make_case(T, B, I, H, dtype=getattr(torch, dtype), device=device, seed=seed)
+        except (RuntimeError, MemoryError) as err:  # e.g. a size too large to allocate
+            raise UsageError(f"cannot make the case T={T} B={B} I={I} H={H} on {device}: "
+                             f"{type(err).__name__}: {err}") from None
         for name in impls:
             report, error = _check_one(name, case, reference)
             if report is None:
@@ -291,6 +305,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     check_dtype(args.dtype)
     check_device(args.device)
+    get_impl(args.reference)  # an unknown reference is bad input (exit 2), not a FAIL of every path
     impls = resolve_impls(_flatten(args.impl)) or available_impls(args.device)
     for name in impls:
         impl = get_impl(name)
@@ -431,6 +446,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     points = grid.points()
     threads = _threads(args)
     out = Path(args.out or time.strftime("lstm-bench-%Y%m%d-%H%M%S.jsonl"))
+    # Fail on the file before spending minutes on the matmul peak (Writer checks again, atomically).
+    if args.resume:
+        load(out)
+    elif out.exists():
+        raise UsageError(f"{out}: already exists; pass --resume to continue that sweep, or choose another "
+                         f"--out (results are never overwritten)")
     env = environment(threads=threads, peak=False)
     env["matmul_peak_gflops"] = _peaks(points, threads, measure=not args.no_peak)
     settings = {"repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
@@ -539,6 +560,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for key, rec in run.by_key().items():
             statuses.setdefault(key, set()).add(rec["status"])
     missing = sorted(k for k, st in statuses.items() if k not in pairs and st != {"skipped"})
+    status_of = lambda runs: {k: r["status"] for run in runs for k, r in run.by_key().items()}  # noqa: E731
+    base_status, new_status = status_of(base_runs), status_of(new_runs)
+    broken = sorted(k for k in base_status if base_status[k] == "ok" and new_status.get(k) == "failed")
     if not pairs:
         raise ResultsError(f"no point has {args.metric} times in both {args.base} and {args.new}")
     verdicts = compare_samples(pairs, threshold=args.threshold, alpha=args.alpha, correction=args.correction)
@@ -562,15 +586,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(table(["impl", "T", "B", "I", "H", "device", "dtype", "base", "new", "new/base", "95% CI",
                  "p (Holm)" if args.correction == "holm" else "p", "verdict"], rows))
     for key in missing:
-        print(f"not compared (not measured in both): {key}")
+        print(f"not compared (not measured in both): {key}" + ("  FAILED in NEW" if key in broken else ""))
     counts = {s: sum(v.verdict == s for v in verdicts) for s in ("faster", "slower", "no change")}
     regressions = [v for v in verdicts if v.regression]
     print(f"{len(verdicts)} points: {counts['faster']} faster, {counts['slower']} slower, "
           f"{counts['no change']} no change (Mann-Whitney U, alpha={args.alpha}); "
-          f"{len(regressions)} significantly slower by more than {100 * args.threshold:.0f}%")
+          f"{len(regressions)} significantly slower by more than {100 * args.threshold:.0f}%"
+          + (f"; {len(broken)} measured in BASE but failed in NEW" if broken else ""))
     if args.json:
         Path(args.json).write_text(json.dumps([v.to_dict() for v in verdicts], indent=1))
-    return EXIT_FAIL if regressions else EXIT_OK
+    return EXIT_FAIL if regressions or broken else EXIT_OK
 
 
 # --------------------------------------------------------------------------- plot, info, flow
@@ -669,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results file (default lstm-bench-YYYYmmdd-HHMMSS.jsonl; never overwritten)")
     p.add_argument("--resume", action="store_true", help="continue --out, skipping the points already in it")
     p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--warmup", type=non_negative_int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: min(4, CPUs))")
     p.add_argument("--no-accuracy", action="store_true", help="skip the max-rel-error measurement")
@@ -730,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout at devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (UsageError, ResultsError, ValueError, KeyError, OSError) as err:
+    except (UsageError, ResultsError, ValueError, KeyError, OSError, ImportError) as err:
         if debug:
             raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -76,8 +76,8 @@ def _panels(plt, n: int, title: str):
     return fig, flat[:n]
 
 
-def _finish(fig, axes, path: Path, handles_from) -> Path:
-    handles, labels = handles_from.get_legend_handles_labels()
+def _finish(fig, axes, path: Path) -> Path:
+    """One legend for all panels (each path once), then the PNG."""
     seen: dict[str, Any] = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
@@ -130,7 +130,7 @@ def _line_chart(plt, rows: list[dict], *, x: str, facet_keys: tuple[str, ...], t
         ax.set_xlabel({"T": "sequence length T", "H": "hidden size H"}.get(x, x))
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
-    return _finish(fig, axes, path, axes[0])
+    return _finish(fig, axes, path)
 
 
 def _time_series(x: str, impls: list[str], styles: dict):

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from .grid import Point
 
 FORMAT = "lstm-bench-results"
 VERSION = 1
@@ -109,6 +112,9 @@ def _check_header(path: Path, rec: dict) -> dict:
                            f"reads version {VERSION}")
     if not isinstance(rec["env"], dict) or "torch" not in rec["env"]:
         raise ResultsError(f"{_where(path, 1)}: header env must be an object with the torch version")
+    for name in ("grid", "settings"):
+        if not isinstance(rec[name], dict):
+            raise ResultsError(f"{_where(path, 1)}: header {name} must be an object, got {type(rec[name]).__name__}")
     return rec
 
 
@@ -121,14 +127,23 @@ def _check_point(path: Path, lineno: int, rec: dict) -> dict:
             raise ResultsError(f"{where}: point record is missing {name!r}")
     if rec["status"] not in STATUSES:
         raise ResultsError(f"{where}: status must be one of {STATUSES}, got {rec['status']!r}")
+    if not isinstance(rec["point"], dict):
+        raise ResultsError(f"{where}: 'point' must be an object, got {rec['point']!r}")
+    try:
+        point = Point.from_dict(rec["point"])
+    except (TypeError, ValueError) as err:
+        raise ResultsError(f"{where}: 'point' is not a valid grid point ({err})") from None
+    if rec["key"] != point.key:
+        raise ResultsError(f"{where}: 'key' {rec['key']!r} does not match its point ({point.key!r})")
     if rec["status"] == "ok":
         m = rec.get("measurement")
         if not isinstance(m, dict):
             raise ResultsError(f"{where}: an 'ok' point record needs a 'measurement' object")
         for name in MEASUREMENT_FIELDS:
             v = m.get(name)
-            if not isinstance(v, list) or not all(isinstance(x, (int, float)) for x in v):
-                raise ResultsError(f"{where}: measurement.{name} must be a list of seconds, got {v!r}")
+            if not isinstance(v, list) or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v):
+                raise ResultsError(f"{where}: measurement.{name} must be a list of positive seconds, got {v!r}")
         if not m["forward_backward_s"]:
             raise ResultsError(f"{where}: measurement.forward_backward_s is empty")
     return rec
@@ -169,8 +184,9 @@ def load(path: str | os.PathLike) -> Results:
     if not complete:
         # Valid JSON but no newline: the newline itself was lost; still an interrupted write.
         raise ResultsError(
-            f"{_where(path, len(lines))}: the last record has no line end (the sweep was interrupted while "
-            f"writing it); nothing was changed. Delete that line (e.g. `sed -i '$d' {path}`) to resume")
+            f"{_where(path, len(lines))}: the last record is whole but has no line end (the sweep was "
+            f"interrupted while writing it); nothing was changed. Add the line end (`echo >> {path}`) to "
+            f"keep that point and resume")
     assert header is not None
     return Results(path, header, records)
 
@@ -263,7 +279,7 @@ class Writer:
                 raise
             self.done = self.existing.done_keys()
         else:
-            if self.path.parent and not self.path.parent.exists():
+            if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 self._fd = self._open(os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
@@ -345,18 +361,3 @@ def comparability(base: Results, new: Results) -> tuple[list[str], list[str]]:
     if base.settings != new.settings:
         notes.append(f"settings differ: {base.settings} vs {new.settings}")
     return problems, notes
-
-
-def describe_grid(points: Iterable) -> dict:
-    """The axes of a list of Points as sorted lists (what the header records as 'grid')."""
-    points = list(points)
-    axes = {"impls": "impl", "T": "T", "B": "B", "I": "I", "H": "H", "devices": "device", "dtypes": "dtype"}
-    out: dict[str, list] = {}
-    for name, attr in axes.items():
-        seen: list = []
-        for p in points:
-            v = getattr(p, attr)
-            if v not in seen:
-                seen.append(v)
-        out[name] = seen
-    return out

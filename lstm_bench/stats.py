@@ -10,8 +10,12 @@ For one point, `a` (n repeats of BASE) and `b` (m repeats of NEW), in seconds:
          ties and n, m <= 50; normal approximation with tie and continuity
          correction otherwise. Rank-based, so one outlier repeat does not decide.
 - family the p-values of all points of one comparison are adjusted with Holm's
-         step-down method, so that "no change" on all of k points of two runs of the
-         same code holds with probability >= 1 - alpha, not (1 - alpha)^k.
+         step-down method, so that, if the repeats were independent, "no change" on
+         all k points of two runs of the same code would hold with probability
+         >= 1 - alpha, not (1 - alpha)^k. Repeats of one run are not independent (they
+         share that run's load), so on a noisy machine the p-values are too small:
+         alternate base and new over several runs (pooled by `compare`), and rely on
+         the threshold below as well as on the test.
 
 Verdict: "slower" / "faster" when the adjusted p < alpha (direction from r), else
 "no change". A point is a *regression* (compare exits non-zero) when it is "slower"

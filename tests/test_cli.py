@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lstm_bench import cli, get_impl, register_impl, unregister_impl
+from lstm_bench.grid import Point
 from lstm_bench.results import load
 from lstm_bench.timing import THREADS_ENV
 
@@ -240,6 +241,9 @@ def test_check_all_paths_pass(capsys):
     (["compare", "missing1.jsonl", "missing2.jsonl"], "no such results file"),
     (["bench", "--resume"], "--resume needs --out"),
     (["compare", "a", "b", "--threshold", "lots"], "expected a fraction"),
+    (["bench", "--warmup", "-1"], "argument --warmup: expected an integer >= 0, got -1"),
+    (["check", "--reference", "no_such_truth"], "unknown implementation 'no_such_truth'"),
+    (["check", "-T", "100000000", "-B", "100000"], "cannot make the case T=100000000 B=100000"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, user_module, argv, message):
     code, _, err = run(capsys, *argv)
@@ -259,7 +263,7 @@ def test_plot_writes_pngs(tmp_path, capsys):
             for H in (4, 8):
                 p = {"impl": impl, "T": T, "B": 1, "I": H, "H": H, "device": "cpu", "dtype": "float32"}
                 t = speed * T * H * 1e-5
-                lines.append({"kind": "point", "key": f"{impl}|{T}|{H}", "point": p, "status": "ok",
+                lines.append({"kind": "point", "key": Point(**p).key, "point": p, "status": "ok",
                               "measurement": {"forward_s": [t / 3] * 3, "forward_backward_s": [t, 1.1 * t, 0.9 * t],
                                               "saved_bytes": 100 * T * H, "peak_bytes": 300 * T * H}})
     out = tmp_path / "sweep.jsonl"
@@ -272,11 +276,27 @@ def test_plot_writes_pngs(tmp_path, capsys):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
 
 
+def test_the_main_job_checks_every_path_then_sweeps_quick_grid(tmp_path, capsys):
+    # `lstm-bench` with no arguments is the README's "run it" command.
+    from lstm_bench.grid import QUICK_GRID
+    from lstm_bench.registry import available_impls
+
+    out_file = tmp_path / "quick.jsonl"
+    code, out, err = run(capsys, "--repeats", "1", "--out", out_file)
+    assert code == 0, err
+    assert "agreement: all PASS" in out
+    results = load(out_file)
+    ok = {r["point"]["impl"] for r in results.records if r["status"] == "ok"}
+    assert ok == set(available_impls("cpu"))
+    assert {r["key"] for r in results.records} == {p.key for p in QUICK_GRID.points()}
+
+
 def test_info_prints_the_environment(capsys):
     code, out, _ = run(capsys, "info", "--no-peak")
     assert code == 0
-    assert f"torch  {torch.__version__}".split()[1] in out
-    assert "threads" in out and "backends.onednn.available" in out and "cpu" in out
+    fields = dict(line.split(None, 1) for line in out.splitlines() if len(line.split(None, 1)) == 2)
+    assert fields["torch"] == torch.__version__ and fields["threads"] == "1"
+    assert fields["backends.onednn.available"] == str(torch.backends.mkldnn.is_available())
     code, out, _ = run(capsys, "info", "--json", "--no-peak")
     env = json.loads(out)
     assert env["torch"] == torch.__version__ and env["threads"] == 1

@@ -92,6 +92,46 @@ def test_missing_times(tmp_path):
         load(write(tmp_path / "r.jsonl", records=[rec]))
 
 
+def _bad_point(rec):
+    rec["point"] = 3
+
+
+def _bad_key(rec):
+    rec["key"] = ["vectorised"]
+
+
+def _missing_size(rec):
+    del rec["point"]["T"]
+
+
+def _zero_time(rec):
+    rec["measurement"]["forward_backward_s"] = [1e-3, 0.0, 1e-3]
+
+
+def _bool_time(rec):
+    rec["measurement"]["forward_backward_s"] = [True, 1e-3]
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (_bad_point, r"r.jsonl:2: 'point' must be an object"),
+    (_bad_key, r"r.jsonl:2: 'key' \['vectorised'\] does not match its point"),
+    (_missing_size, r"r.jsonl:2: 'point' is not a valid grid point"),
+    (_zero_time, r"r.jsonl:2: measurement.forward_backward_s must be a list of positive seconds"),
+    (_bool_time, r"r.jsonl:2: measurement.forward_backward_s must be a list of positive seconds"),
+])
+def test_wrongly_typed_records_are_named_not_crashed_on(tmp_path, spoil, message):
+    # Parseable JSON of the wrong shape must be refused at load, not crash compare or plot later.
+    rec = record(10, [1e-3] * 3)
+    spoil(rec)
+    with pytest.raises(ResultsError, match=message):
+        load(write(tmp_path / "r.jsonl", records=[rec]))
+
+
+def test_a_header_grid_that_is_not_an_object_is_named(tmp_path):
+    with pytest.raises(ResultsError, match=r"r.jsonl:1: header grid must be an object"):
+        load(write(tmp_path / "r.jsonl", grid=["vectorised"]))
+
+
 def test_not_a_results_file(tmp_path):
     path = tmp_path / "other.jsonl"
     path.write_text('{"hello": 1}\n')
@@ -130,6 +170,17 @@ def test_compare_on_synthetic_files_flags_a_3x_slowdown(tmp_path, capsys):
     assert code == 1 and "REGRESSION" in out
     code, out, _ = run(capsys, "compare", new, base)  # the other way round it is faster
     assert code == 0 and "faster" in out and "REGRESSION" not in out
+
+
+def test_compare_fails_when_a_point_measured_in_base_fails_in_new(tmp_path, capsys):
+    # A change that makes a point crash (or run out of memory) is worse than any slowdown.
+    base = write(tmp_path / "base.jsonl")
+    failed = {"kind": "point", "key": key(point(100)), "point": point(100), "status": "failed",
+              "error": "OutOfMemoryError: simulated"}
+    new = write(tmp_path / "new.jsonl", records=[record(10, [1e-3, 1.1e-3, 0.9e-3, 1e-3, 1.05e-3]), failed])
+    code, out, _ = run(capsys, "compare", str(base), str(new))
+    assert code == 1
+    assert "FAILED in NEW" in out and "1 measured in BASE but failed in NEW" in out
 
 
 def test_writer_never_clobbers(tmp_path):
