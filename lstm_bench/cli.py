@@ -240,10 +240,10 @@ def human_seconds(s: float | None) -> str:
 
 def spread(samples: Sequence[float]) -> float:
     """Half the interquartile range relative to the median (a robust +-)."""
-    import numpy as np
+    from .stats import quartiles
 
-    q1, med, q3 = np.percentile(samples, [25, 50, 75])
-    return float((q3 - q1) / 2 / med) if med > 0 else float("nan")
+    q1, med, q3 = quartiles(samples)
+    return (q3 - q1) / 2 / med if med > 0 else float("nan")
 
 
 # --------------------------------------------------------------------------- check

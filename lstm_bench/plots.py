@@ -37,13 +37,13 @@ def pyplot():
 
 def rows_of(results: Results) -> list[dict]:
     """One flat row per successfully measured point: sizes, median and quartiles of the time, memory."""
-    import numpy as np
+    from .stats import quartiles
 
     rows = []
     for rec in results.ok():
         p, m = rec["point"], rec["measurement"]
-        q1, med, q3 = np.percentile(m["forward_backward_s"], [25, 50, 75])
-        rows.append({**p, "median": float(med), "q1": float(q1), "q3": float(q3),
+        q1, med, q3 = quartiles(m["forward_backward_s"])
+        rows.append({**p, "median": med, "q1": q1, "q3": q3,
                      "saved": m.get("saved_bytes"), "peak": m.get("peak_bytes")})
     return rows
 

@@ -33,6 +33,12 @@ BOOTSTRAP = 4000
 EXACT_MAX = 50
 
 
+def quartiles(samples) -> tuple[float, float, float]:
+    """(25th percentile, median, 75th percentile) of the repeats of one point."""
+    q1, med, q3 = np.percentile(_samples("samples", samples), [25, 50, 75])
+    return float(q1), float(med), float(q3)
+
+
 def _samples(name: str, x) -> np.ndarray:
     arr = np.asarray(x, dtype=float).ravel()
     if arr.size == 0:
