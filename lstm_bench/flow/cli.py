@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..cli import positive_int
+from ..cli import table as text_table
 from .forget import decay_table
 from .memory_length import check_threshold
 from .study import Settings, compare_models, fmt, init_study
@@ -69,10 +70,8 @@ def settings_of(args: argparse.Namespace) -> Settings:
 
 
 def table(headers: list[str], rows: list[list]) -> str:
-    cells = [[fmt(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[n]) for r in cells)) for n, h in enumerate(headers)]
-    line = lambda r: "  ".join(c.ljust(w) if n == 0 else c.rjust(w) for n, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+    """lstm_bench.cli.table of the cells formatted by `study.fmt` (first column left-aligned)."""
+    return text_table(headers, [[fmt(v) for v in row] for row in rows])
 
 
 def summary_table(summaries) -> str:
@@ -140,10 +139,11 @@ def run(args: argparse.Namespace) -> int:
         "decay_table": decay_table(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "flow.json").write_text(json.dumps(doc, indent=1, default=_jsonable))
+    doc = finite_json(doc)
+    (out_dir / "flow.json").write_text(json.dumps(doc, indent=1, allow_nan=False))
 
     if args.json:
-        print(json.dumps(doc, default=_jsonable))
+        print(json.dumps(doc, allow_nan=False))
     else:
         dist = "distance from loss" if settings.loss == "last" else "distance from the last step"
         print(f"\nRNN vs GRU vs LSTM (decay = ‖∂L/∂·_1‖ / ‖∂L/∂·_T‖, geometric mean over seeds; "
@@ -192,9 +192,16 @@ def _plots(models, inits, out_dir: Path, settings: Settings, say) -> list[Path]:
     ]
 
 
-def _jsonable(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
+def finite_json(obj):
+    """A copy of `obj` that strict JSON can hold: non-finite floats become the strings "nan",
+    "inf", "-inf" (json.dumps would write NaN/Infinity, which is not JSON), tensors lists,
+    tuples lists; dicts and lists are cleaned recursively. Dump it with allow_nan=False."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
     if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+        return finite_json(obj.tolist())
+    if isinstance(obj, dict):
+        return {key: finite_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(value) for value in obj]
+    return obj

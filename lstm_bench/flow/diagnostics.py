@@ -118,7 +118,8 @@ class GradientDiagnostics:
         self.vanishing, self.exploding = float(vanishing), float(exploding)
         self.records: list[Record] = []
         self._pending: dict[str, list[Record]] = {}
-        self._handles: list = []
+        self._handles: list = []  # module hooks
+        self._tensor_handles: list = []  # hooks on h_n, c_n of each forward call while attached
 
     # -- hooks
     def attach(self) -> "GradientDiagnostics":
@@ -131,9 +132,10 @@ class GradientDiagnostics:
 
     def remove(self) -> None:
         """Remove every hook this object registered (idempotent)."""
-        for handle in self._handles:
+        for handle in self._handles + self._tensor_handles:
             handle.remove()
         self._handles.clear()
+        self._tensor_handles.clear()
         self._pending.clear()
 
     def __enter__(self) -> "GradientDiagnostics":
@@ -160,7 +162,7 @@ class GradientDiagnostics:
             states = (states,) if isinstance(states, torch.Tensor) else states or ()
             for key, t in zip(("h_n", "c_n"), states):
                 if isinstance(t, torch.Tensor) and t.requires_grad:
-                    t.register_hook(self._state_hook(record, key))
+                    self._tensor_handles.append(t.register_hook(self._state_hook(record, key)))
         return hook
 
     @staticmethod

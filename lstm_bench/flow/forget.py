@@ -19,6 +19,7 @@ from ..impls import vectorised
 DECAY_F = (0.5, 0.9, 0.95, 0.99, 0.999)
 DECAY_T = (100, 500, 1000)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+QUANTILE_LIMIT = 2 ** 24  # the most values torch.quantile accepts
 
 
 def simulate_gradient_decay(f: float | Sequence[float] | torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -82,12 +83,22 @@ def span_products(f: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.ones_like(logs[:1]), logs[:-1].exp()], dim=0)
 
 
+def quantile_sample(flat: torch.Tensor, limit: int = QUANTILE_LIMIT) -> torch.Tensor:
+    """`flat` itself if it has at most `limit` values, else every k-th value with the smallest k that
+    leaves at most `limit`: an even subsample over the whole tensor (first to last step of a
+    time-major one), never a prefix."""
+    n = flat.numel()
+    return flat if n <= limit else flat[::-(-n // limit)]
+
+
 def forget_stats(f: torch.Tensor) -> dict:
-    """Distribution of f (T, B, H): overall quantiles, mean per step, and span products."""
+    """Distribution of f (T, B, H): overall quantiles (over every value, or an even subsample of
+    at most 2**24 of them), mean per step, and span products."""
     flat = f.flatten().to(torch.float64)
+    sample = quantile_sample(flat)
     P = span_products(f)
     return {
-        "quantiles": {f"q{int(100 * q):02d}": float(torch.quantile(flat[:1_000_000], q)) for q in QUANTILES},
+        "quantiles": {f"q{int(100 * q):02d}": float(torch.quantile(sample, q)) for q in QUANTILES},
         "mean": float(flat.mean()),
         "mean_per_step": f.to(torch.float64).mean(dim=(1, 2)).tolist(),
         # log10 of the geometric mean over units: what a typical unit's highway keeps after k steps

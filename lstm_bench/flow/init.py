@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from .models import CHRONO_SEED_OFFSET
+
 INITS = ("pytorch", "bias 0", "bias 1", "bias 2", "chrono")
 
 
@@ -48,11 +50,13 @@ def set_forget_bias_(lstm: nn.Module, value: float) -> nn.Module:
 
 def chrono_init_(lstm: nn.Module, t_max: float, *, seed: int = 0) -> nn.Module:
     """Chrono initialisation (in place): b_f = log(u), b_i = -log(u), u ~ U[1, t_max - 1] per unit,
-    drawn from a generator seeded with `seed`; returns `lstm`. Needs t_max >= 2."""
+    drawn from a generator seeded with seed + models.CHRONO_SEED_OFFSET (its own stream, so that
+    chrono_init_(make_model(..., seed=s), seed=s) draws u independently of the weights); returns
+    `lstm`. Needs t_max >= 2."""
     if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or not math.isfinite(t_max) or t_max < 2:
         raise ValueError(f"t_max must be a number >= 2 (the longest dependency, in steps), got {t_max!r}")
     H = lstm.hidden_size
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + CHRONO_SEED_OFFSET)
     with torch.no_grad():
         for b_ih, b_hh in _lstm_biases(lstm):
             u = 1 + torch.rand(H, dtype=torch.float64, generator=gen) * (t_max - 2)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..contract import Case
+from ..contract import GATES, Case
 from ..impls import vectorised
 
 VIA = ("i", "f", "g")
@@ -44,7 +44,7 @@ def _split(gates: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 def _gate_rows(weight_hh: torch.Tensor) -> dict[str, torch.Tensor]:
     H = weight_hh.shape[1]
-    return {k: weight_hh[n * H:(n + 1) * H] for n, k in enumerate("ifgo")}
+    return {k: weight_hh[n * H:(n + 1) * H] for n, k in enumerate(GATES)}
 
 
 def cell_from_hidden_terms(gates: torch.Tensor, c_prev: torch.Tensor, weight_hh: torch.Tensor) -> dict[str, torch.Tensor]:

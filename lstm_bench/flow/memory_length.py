@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import check_single_layer
+from ..contract import check_positive_int
+from .models import X_SEED_OFFSET, check_single_layer
 from .norms import step_gradients
 
 DEFAULT_THRESHOLD = 0.01
@@ -29,12 +30,6 @@ def check_threshold(threshold: object) -> float:
             or not 0 < threshold <= 1:
         raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
     return float(threshold)
-
-
-def check_samples(samples: object, name: str = "samples") -> int:
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
-        raise ValueError(f"{name} must be a positive int, got {samples!r}")
-    return samples
 
 
 def effective_memory(norms: torch.Tensor, threshold: float = DEFAULT_THRESHOLD) -> torch.Tensor:
@@ -82,13 +77,15 @@ class MemoryLength:
 def measure_effective_memory(model: nn.Module, *, seq_len: int = 100, samples: int = 50, seed: int = 0,
                              threshold: float = DEFAULT_THRESHOLD, loss: str = "last") -> MemoryLength:
     """Effective memory of `model` (a one-layer nn.RNN/GRU/LSTM) over `samples` inputs x ~ N(0, 1)
-    of length `seq_len`, drawn from a generator seeded with `seed`; loss on the last step's output."""
+    of length `seq_len`, drawn from a generator seeded with seed + models.X_SEED_OFFSET (the input
+    stream, as in the studies: independent of make_model's weights of the same seed); loss on the
+    last step's output."""
     threshold = check_threshold(threshold)
-    samples = check_samples(samples)
-    seq_len = check_samples(seq_len, "seq_len")
+    samples = check_positive_int("samples", samples)
+    seq_len = check_positive_int("seq_len", seq_len)
     model = check_single_layer(model)
     dtype, device = model.weight_ih_l0.dtype, model.weight_ih_l0.device
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + X_SEED_OFFSET)
     x = torch.randn(seq_len, samples, model.input_size, dtype=torch.float64, generator=gen)
     grads = step_gradients(model, x.to(dtype=dtype, device=device), loss=loss)
     return MemoryLength.of(effective_memory(grads.norms()["x"], threshold), seq_len, threshold)

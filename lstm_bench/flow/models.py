@@ -1,8 +1,10 @@
-"""The recurrent layers the flow analysis understands, and their single steps written out.
+"""The recurrent layers the flow analysis understands, their seeded construction, and the
+RNN and GRU steps written out.
 
-Every model is a PyTorch module: `nn.RNN` (tanh or relu), `nn.GRU`, `nn.LSTM`. The
-analysis runs its own step loop with the module's layer-0 weights, so that every
-hidden state h_t is a node of the graph and dL/dh_t can be read off it. Equations in
+Every model is a PyTorch module: `nn.RNN` (tanh or relu), `nn.GRU`, `nn.LSTM`. For RNN and
+GRU the analysis runs its own step loop with the module's layer-0 weights, so that every
+hidden state h_t is a node of the graph and dL/dh_t can be read off it; for the LSTM the
+manual BPTT paths of `lstm_bench.impls` compute dL/dh_t and dL/dc_t. Equations in
 PyTorch's conventions (gate orders as in its parameter layout):
 
     RNN:  h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)
@@ -20,6 +22,14 @@ import torch
 from torch import nn
 
 RECURRENT = (nn.RNNBase, nn.RNNCellBase)
+
+# One seed, independent random streams: a model's weights come from a generator seeded with
+# `seed` (make_model), its inputs from seed + X_SEED_OFFSET (study.inputs,
+# memory_length.measure_effective_memory) and chrono biases from seed + CHRONO_SEED_OFFSET
+# (init.chrono_init_). Distinct offsets, far apart, so that seeds seed..seed+N-1 of one
+# stream never meet another stream's for any N below a million.
+X_SEED_OFFSET = 1_000_003
+CHRONO_SEED_OFFSET = 2_000_006
 KINDS = ("RNN", "GRU", "LSTM")
 
 
@@ -64,7 +74,8 @@ def layer_weights(model: nn.RNNBase, like: torch.Tensor) -> tuple[torch.Tensor, 
 def make_model(kind: str, input_size: int, hidden_size: int, *, seed: int = 0,
                dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> nn.RNNBase:
     """A one-layer `kind` module with PyTorch's default init, U(-1/sqrt(H), 1/sqrt(H)) for every
-    weight and bias, drawn from a generator seeded with `seed` (deterministic, global RNG untouched)."""
+    weight and bias, drawn from a generator seeded with `seed` (deterministic, global RNG untouched;
+    the weights' stream: inputs and chrono biases of the same seed use the offsets above)."""
     modules = {"RNN": nn.RNN, "GRU": nn.GRU, "LSTM": nn.LSTM}
     if kind not in modules:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -91,10 +102,3 @@ def gru_step(x_t, h, w_ih, w_hh, b_ih, b_hh):
     r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
     n = torch.tanh(xn + r * hn)
     return (1 - z) * n + z * h
-
-
-def lstm_step(x_t, h, c, w_ih, w_hh, b_ih, b_hh):
-    """One LSTM step: (B, I), (B, H), (B, H) -> (h_t, c_t)."""
-    i, f, g, o = (x_t @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c

@@ -14,7 +14,6 @@ computes them; for RNN and GRU from autograd, with every h_t a node of the graph
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -110,10 +109,3 @@ def _autograd_step_grads(model: nn.RNNBase, x: torch.Tensor, loss: str) -> StepG
         # Gradients w.r.t. intermediate nodes are totals: every path from h_t to L is summed.
         grads = torch.autograd.grad(L, [x, *hs])
     return StepGrads(kind_of(model), grads[0], torch.stack(grads[1:]), None)
-
-
-def with_loss(case: Case, loss: str) -> Case:
-    """`case` with its upstream gradients replaced by those of `loss` (zero d_h_n, d_c_n)."""
-    H = case.sizes[3]
-    return dataclasses.replace(case, d_output=upstream(case.x, H, loss),
-                               d_h_n=torch.zeros_like(case.d_h_n), d_c_n=torch.zeros_like(case.d_c_n))

@@ -23,10 +23,14 @@ def plot_curves(summaries: Sequence[FlowSummary], path: str | Path, *, title: st
     """Mean ||dL/d<which>_t|| with its 10-90% band against distance from the loss; linear and log panels.
 
     Models without `which` (no cell state) are skipped but keep their colour, so that one
-    model has one colour in every plot."""
+    model has one colour in every plot. ValueError if `which` is not x, h or c, or no model has it."""
+    if which not in ("x", "h", "c"):
+        raise ValueError(f"which must be one of x, h, c, got {which!r}")
+    if not any(which in s.norms for s in summaries):
+        raise ValueError(f"no model has {which!r} norms to plot (models: {[s.name for s in summaries]}; "
+                         f"only an LSTM has 'c')")
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    symbol = {"x": "x", "h": "h", "c": "c"}[which]
     for ax, log in zip(axes, (False, True)):
         for n, s in enumerate(summaries):
             if which not in s.norms:
@@ -39,7 +43,7 @@ def plot_curves(summaries: Sequence[FlowSummary], path: str | Path, *, title: st
         if log:
             ax.set_yscale("log")
         ax.set_xlabel(_xlabel(loss))
-        ax.set_ylabel(f"‖∂L/∂{symbol}_t‖" + (" (log scale)" if log else ""))
+        ax.set_ylabel(f"‖∂L/∂{which}_t‖" + (" (log scale)" if log else ""))
         ax.set_title(("log scale" if log else "linear scale") + ": mean, band = 10–90% of samples")
         ax.grid(True, which="major", alpha=0.4)
         ax.set_xlim(0, len(d) - 1)
@@ -145,6 +149,5 @@ def _save(fig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
+    pyplot().close(fig)
     return path

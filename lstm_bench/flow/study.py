@@ -3,9 +3,10 @@ forget-gate initialisations (bias 0, 1, 2, chrono).
 
 Task (the seed's): x_t ~ N(0, 1), zero initial states, loss on the last step's output
 (or on every step), `samples` inputs per model draw and `seeds` model draws, every
-weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)) as PyTorch initialises them. Seed s draws the
-weights of every model and the inputs from generators seeded with seed + s, so the
-models of one seed see the same inputs.
+weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)) as PyTorch initialises them. Seed index s draws
+the weights of every model from a generator seeded with seed + s, the inputs from one seeded
+with seed + s + X_SEED_OFFSET and the chrono biases from seed + s + CHRONO_SEED_OFFSET
+(models.py: independent streams), so the models of one seed see the same inputs.
 
 decay ratio = mean_samples ||dL/dx_1|| / mean_samples ||dL/dx_T|| per seed (the step
 farthest from the loss over the step at it), summarised over seeds by its geometric mean.
@@ -18,16 +19,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..contract import check_dtype
+from ..contract import check_dtype, check_positive_int
 from ..devices import check_device
 from .forget import forget_stats, forget_values
 from .init import apply_init_
 from .jacobian import JacobianProfile, decompose_sequence
-from .memory_length import DEFAULT_THRESHOLD, MemoryLength, check_samples, check_threshold, effective_memory
-from .models import make_model
+from .memory_length import DEFAULT_THRESHOLD, MemoryLength, check_threshold, effective_memory
+from .models import X_SEED_OFFSET, make_model
 from .norms import check_loss, lstm_case, step_gradients
-
-X_SEED_OFFSET = 1_000_003  # inputs and weights of one seed come from different streams
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Settings:
     def check(self) -> "Settings":
         for name in ("seq_len", "hidden_size", "input_size", "samples", "seeds", "jacobian_samples",
                      "jacobian_steps"):
-            check_samples(getattr(self, name), name)
+            check_positive_int(name, getattr(self, name))
         if self.seq_len < 2:
             raise ValueError(f"seq_len must be at least 2 (a farthest step and the step at the loss), got {self.seq_len}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -149,7 +148,8 @@ def inputs(settings: Settings, s: int) -> torch.Tensor:
 
 
 def build_model(config: Config, settings: Settings, s: int) -> torch.nn.Module:
-    """The model of `config` for seed index s (weights from seed + s)."""
+    """The model of `config` for seed index s (weights from seed + s; chrono_init_ offsets its own
+    draws from the same seed onto the chrono stream)."""
     model = make_model(config.kind, settings.input_size, settings.hidden_size, seed=settings.seed + s,
                        dtype=check_dtype(settings.dtype), device=settings.device)
     if config.kind == "LSTM" and config.init is not None:
@@ -167,7 +167,8 @@ def run_config(config: Config, settings: Settings) -> FlowSummary:
         grads = step_gradients(model, x, loss=settings.loss)
         for k, v in grads.norms().items():
             if not bool(torch.isfinite(v).all()):
-                raise FloatingPointError(f"{config.name}: non-finite d{k} norms at seed index {s}")
+                raise ValueError(f"{config.name}: non-finite d{k} norms at seed index {s} in {settings.dtype} "
+                                 f"(overflow; try float64 or a shorter sequence)")
             per_seed.setdefault(k, []).append(v.to(torch.float64).cpu())
         if config.kind == "LSTM" and s == 0:
             case = lstm_case(model, x, settings.loss)
