@@ -165,9 +165,13 @@ def plot_results(results: Results, out_dir: str | Path, notes: list[str] | None 
     env = results.env
     where = f"torch {env.get('torch')}, {env.get('threads')} threads, {env.get('gpu') or env.get('cpu')}"
     written: list[Path] = []
+    # I follows H in the grid's sweeps; a file with other input sizes gets a panel per I, so
+    # that no line joins points of different I.
+    by_I = () if all(r["I"] == r["H"] for r in rows) or len({r["I"] for r in rows}) == 1 else ("I",)
+    per_T = ("device", "dtype", "B", "H") + by_I
 
-    for x, facet_keys, name in (("T", ("device", "dtype", "B", "H"), "time_vs_T.png"),
-                                ("H", ("device", "dtype", "B", "T"), "time_vs_H.png")):
+    for x, facet_keys, name in (("T", per_T, "time_vs_T.png"),
+                                ("H", ("device", "dtype", "B", "T") + by_I, "time_vs_H.png")):
         p = _line_chart(plt, rows, x=x, facet_keys=facet_keys, path=out / name,
                         title=f"forward+backward time (median, bars: IQR) vs {x} - {where}",
                         ylabel="time per step [ms]", series=_time_series(x, impls, styles), notes=notes)
@@ -190,7 +194,7 @@ def plot_results(results: Results, out_dir: str | Path, notes: list[str] | None 
                 out.append((f"{name} (saved)", xs, [(r["saved"] or 0) / 2 ** 20 for r in pts],
                             {**styles[name], "linestyle": "--", "markerfacecolor": "none"}))
             return out
-        p = _line_chart(plt, mem_rows, x="T", facet_keys=("device", "dtype", "B", "H"), path=out / "memory_vs_T.png",
+        p = _line_chart(plt, mem_rows, x="T", facet_keys=per_T, path=out / "memory_vs_T.png",
                         title=f"memory of one forward+backward: peak (solid) and saved for backward (dashed) - {where}",
                         ylabel="MiB", series=mem_series, notes=notes)
         if p is not None:
@@ -214,7 +218,7 @@ def plot_results(results: Results, out_dir: str | Path, notes: list[str] | None 
                 style = {**styles[name], "linewidth": 2.5 if name == BASELINE else 1.5}
                 out.append((name, [r["T"] for r in pts], ys, style))
             return out
-        p = _line_chart(plt, rows, x="T", facet_keys=("device", "dtype", "B", "H"), path=out / "ratio_to_nn_lstm.png",
+        p = _line_chart(plt, rows, x="T", facet_keys=per_T, path=out / "ratio_to_nn_lstm.png",
                         title=f"time relative to {BASELINE} at the same point (below 1: faster than {BASELINE}) "
                               f"- {where}",
                         ylabel=f"time / {BASELINE} time", series=ratio_series, hline=1.0, notes=notes)
