@@ -1,4 +1,4 @@
-"""Gradient flow through time in recurrent networks (issue 6).
+"""Gradient flow through time in recurrent networks.
 
 - `norms`: per-step dL/dx_t, dL/dh_t, dL/dc_t (LSTM from the manual BPTT paths)
 - `jacobian`: exact decomposition of dc_t/dc_{t-1} and d(c_t, h_t)/d(c_{t-1}, h_{t-1})
