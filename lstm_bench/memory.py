@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 from .contract import Case
 from .registry import Impl, get_impl
+from .timing import step_fn, synchronize
 
 
 def _impl(impl: str | Impl) -> Impl:
@@ -68,11 +69,31 @@ def _running(nbytes: list[int]) -> tuple[int, int]:
     return total, peak
 
 
-def _warm_up(impl: Impl, case: Case) -> None:
-    forward, backward = impl.split()
-    backward(case, forward(case))
-    if case.device.type == "cuda":
-        torch.cuda.synchronize(case.device)
+def _allocated_during(fn: Callable[[], Any], device: torch.device) -> tuple[int, int]:
+    """(bytes still held when `fn` returns, peak bytes held while it ran), above the level at its start.
+
+    Measured while `fn`'s return value is alive, so what it returns (a forward's saved
+    activations) counts as held."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        out = fn()
+        synchronize(device)
+        held = torch.cuda.memory_allocated(device) - before
+        peak = torch.cuda.max_memory_allocated(device) - before
+        del out
+        return int(held), int(peak)
+    out, nbytes = _cpu_events(fn)
+    del out
+    return _running(nbytes)
+
+
+def _prepared(impl: str | Impl, case: Case) -> tuple[Callable, Callable]:
+    """The halves of `impl`, after one untimed step (caches a path keeps across calls exist by now)."""
+    impl = _impl(impl)
+    impl.check_case(case)
+    step_fn(impl, case, backward=True)()  # ends in a synchronisation on CUDA
+    return impl.split()
 
 
 def saved_bytes(impl: str | Impl, case: Case) -> int:
@@ -80,40 +101,11 @@ def saved_bytes(impl: str | Impl, case: Case) -> int:
 
     Raises NotImplementedError when the implementation has no forward/backward split.
     """
-    impl = _impl(impl)
-    impl.check_case(case)
-    forward, _ = impl.split()
-    _warm_up(impl, case)
-    if case.device.type == "cuda":
-        torch.cuda.synchronize(case.device)
-        before = torch.cuda.memory_allocated(case.device)
-        saved = forward(case)
-        torch.cuda.synchronize(case.device)
-        held = torch.cuda.memory_allocated(case.device) - before
-        del saved
-        return int(held)
-    saved, nbytes = _cpu_events(lambda: forward(case))
-    held, _ = _running(nbytes)
-    del saved
-    return int(held)
+    forward, _ = _prepared(impl, case)
+    return _allocated_during(lambda: forward(case), case.device)[0]
 
 
 def peak_bytes(impl: str | Impl, case: Case) -> int:
     """Peak bytes allocated above the starting level during one forward+backward of `case`."""
-    impl = _impl(impl)
-    impl.check_case(case)
-    forward, backward = impl.split()
-    _warm_up(impl, case)
-    if case.device.type == "cuda":
-        torch.cuda.synchronize(case.device)
-        torch.cuda.reset_peak_memory_stats(case.device)
-        before = torch.cuda.memory_allocated(case.device)
-        result = backward(case, forward(case))
-        torch.cuda.synchronize(case.device)
-        peak = torch.cuda.max_memory_allocated(case.device) - before
-        del result
-        return int(peak)
-    result, nbytes = _cpu_events(lambda: backward(case, forward(case)))
-    _, peak = _running(nbytes)
-    del result
-    return int(peak)
+    forward, backward = _prepared(impl, case)
+    return _allocated_during(lambda: backward(case, forward(case)), case.device)[1]
