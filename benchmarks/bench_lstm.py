@@ -16,7 +16,8 @@ import statistics
 
 from lstm_bench.flops import gflops, lstm_flops
 from lstm_bench.grid import Point, skip_reason
-from lstm_bench.measure import grid_from_env, max_rel_error
+from lstm_bench.grid import grid_from_env
+from lstm_bench.measure import max_rel_error
 from lstm_bench.memory import peak_bytes, saved_bytes, warm_profiler
 from lstm_bench.registry import get_impl
 # Imported as a module: asv would collect a bare `time_fn` name here as a benchmark.

@@ -1,7 +1,7 @@
-"""The contract every BPTT path implements: a `Case` goes in, a `Result` comes out.
+"""The contract every BPTT implementation follows: a `Case` goes in, a `Result` comes out.
 
 Single-layer LSTM, time-major, in PyTorch's `nn.LSTM` parameter layout so that
-weights move between all paths unchanged (Hochreiter & Schmidhuber 1997, with the
+weights move between all implementations unchanged (Hochreiter & Schmidhuber 1997, with the
 forget gate of Gers et al. 2000; equations as in Greff et al. 2017, arXiv:1503.04069):
 
     gates = x_t @ weight_ih.T + bias_ih + h_{t-1} @ weight_hh.T + bias_hh   (B, 4H)
@@ -14,7 +14,7 @@ forget gate of Gers et al. 2000; equations as in Greff et al. 2017, arXiv:1503.0
 Shapes: x (T, B, I), h0 and c0 (B, H), weight_ih (4H, I), weight_hh (4H, H),
 bias_ih and bias_hh (4H,). output stacks h_1..h_T: (T, B, H).
 
-The loss whose gradients every path returns is
+The loss whose gradients every implementation returns is
 
     L = sum(output * d_output) + sum(h_n * d_h_n) + sum(c_n * d_c_n)
 
@@ -30,9 +30,20 @@ from dataclasses import dataclass, field
 import torch
 
 from .devices import check_device
+from .values import check_positive_int
 
 GRAD_NAMES = ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 GATES = ("i", "f", "g", "o")
+
+
+def gate_slice(gate: str, H: int) -> slice:
+    """Rows of gate `gate` (one of GATES) in a (4H, ...) weight or bias, or columns of a (B, 4H) gate block."""
+    return slice(GATES.index(gate) * H, (GATES.index(gate) + 1) * H)
+
+
+def gate_slices(H: int) -> dict[str, slice]:
+    """{"i": slice(0, H), "f": slice(H, 2H), "g": slice(2H, 3H), "o": slice(3H, 4H)}: nn.LSTM's gate order."""
+    return {k: gate_slice(k, H) for k in GATES}
 
 
 @dataclass
@@ -103,12 +114,12 @@ class Case:
 
 @dataclass
 class Result:
-    """What a path returns for a Case.
+    """What an implementation returns for a Case.
 
     output (T, B, H), h_n and c_n (B, H), and `grads`, the gradients of L keyed by
     GRAD_NAMES. `backend` names what actually ran (e.g. "cudnn", "onednn", "native").
     `d_h` and `d_c` (T, B, H) are the total dL/dh_t and dL/dc_t for t = 1..T; only the
-    manual paths fill them, and only when asked (`state_grads=True`).
+    manual implementations fill them, and only when asked (`state_grads=True`).
     """
 
     output: torch.Tensor
@@ -120,7 +131,7 @@ class Result:
     d_c: torch.Tensor | None = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Everything compared between paths, by name: outputs, final states, then d<name>."""
+        """Everything compared between implementations, by name: outputs, final states, then d<name>."""
         out = {"output": self.output, "h_n": self.h_n, "c_n": self.c_n}
         out.update({f"d_{k}": self.grads[k] for k in GRAD_NAMES})
         return out
@@ -131,15 +142,6 @@ class Result:
             self, output=conv(self.output), h_n=conv(self.h_n), c_n=conv(self.c_n),
             grads={k: conv(v) for k, v in self.grads.items()}, d_h=conv(self.d_h), d_c=conv(self.d_c),
         )
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """`value` if it is an int > 0 (not a bool); else a ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
 
 
 def check_dtype(dtype: object) -> torch.dtype:
@@ -202,8 +204,8 @@ def make_case(
     d_h_n = torch.randn(B, H, **f64)
     d_c_n = torch.randn(B, H, **f64)
     if forget_bias is not None:
-        weights.bias_ih[H:2 * H] = forget_bias
-        weights.bias_hh[H:2 * H] = 0.0
+        weights.bias_ih[gate_slice("f", H)] = forget_bias
+        weights.bias_hh[gate_slice("f", H)] = 0.0
     case = Case(x, h0, c0, weights, d_output, d_h_n, d_c_n)
     return case.to(dtype=dtype, device=device)
 

@@ -4,8 +4,8 @@ Counting rule: a GEMM of an (m, k) by a (k, n) matrix costs 2 m k n FLOPs (one
 multiply and one add per term), the convention of `torch.utils.flop_counter`.
 Elementwise work (gate nonlinearities, the cell update, bias adds, the reductions
 that give the bias gradients) is NOT counted: it is O(T B H), against the GEMMs'
-O(T B H (I + H)), and how much of it a path does (recomputing tanh(c_t), fusing)
-is an implementation choice, not part of the problem. Every path therefore gets
+O(T B H (I + H)), and how much of it an implementation does (recomputing tanh(c_t), fusing)
+is an implementation choice, not part of the problem. Every implementation therefore gets
 the same count for the same case, and GFLOP/s compares them on equal terms.
 
 Forward, T steps of gates = x_t W_ih^T + h_{t-1} W_hh^T:
@@ -19,7 +19,7 @@ Backward (Greff et al. 2017, arXiv:1503.04069), dz the (T B, 4H) gate gradients:
 """
 from __future__ import annotations
 
-from .contract import check_positive_int
+from .values import check_positive_int
 
 
 def lstm_flops(T: int, B: int, I: int, H: int, backward: bool) -> int:

@@ -1,7 +1,7 @@
-"""A BPTT path wrapped as a `torch.autograd.Function`, so that autograd (and
+"""A BPTT implementation wrapped as a `torch.autograd.Function`, so that autograd (and
 `torch.autograd.gradcheck`) can drive a manual backward like any other op.
 
-The path's contract takes the upstream gradients with the inputs, so the forward
+The implementation's contract takes the upstream gradients with the inputs, so the forward
 runs it with zero upstream gradients for the outputs, and the backward runs it again
 with the real ones (recomputing the forward, as activation checkpointing does).
 """
@@ -36,5 +36,5 @@ class _PathFunction(torch.autograd.Function):
 
 def lstm(name: str, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
          weights: LSTMWeights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(output (T,B,H), h_n (B,H), c_n (B,H)) of path `name`, differentiable through that path's own backward."""
+    """(output (T,B,H), h_n (B,H), c_n (B,H)) of implementation `name`, differentiable through its own backward."""
     return _PathFunction.apply(name, x, h0, c0, *weights.as_tuple())

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from .contract import Case, check_dtype, check_positive_int, make_case
+from .contract import Case, check_dtype, make_case
 from .devices import KNOWN_DEVICES
+from .flops import lstm_flops
+from .impls import BUILTIN
 from .registry import all_impls, get_impl
-
-BUILTIN_IMPLS = ("reference", "vectorised", "autograd", "nn_lstm", "nn_lstm_native")
+from .values import check_positive_int, from_env, parse_number
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ class Point:
     def key(self) -> str:
         """Stable id, e.g. "vectorised|T=100|B=32|I=256|H=256|cpu|float32"."""
         return f"{self.impl}|T={self.T}|B={self.B}|I={self.I}|H={self.H}|{self.device}|{self.dtype}"
+
+    @property
+    def flops(self) -> int:
+        """GEMM FLOPs of one forward+backward at this point (`lstm_bench.flops`)."""
+        return lstm_flops(self.T, self.B, self.I, self.H, backward=True)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -123,7 +128,7 @@ class Grid:
 
 
 BENCH_GRID = Grid(
-    impls=BUILTIN_IMPLS,
+    impls=BUILTIN,
     T=(10, 100, 500),
     H=(64, 256, 1024),
     B=(1, 32),
@@ -134,7 +139,7 @@ BENCH_GRID = Grid(
 # Small enough that every implementation runs in a few seconds on a 2-core CPU:
 # for `lstm-bench` with no arguments and for CI smoke runs.
 QUICK_GRID = Grid(
-    impls=BUILTIN_IMPLS,
+    impls=BUILTIN,
     T=(10, 100),
     H=(64,),
     B=(1, 32),
@@ -149,11 +154,11 @@ QUICK_GRID = Grid(
 ASV_GRID = BENCH_GRID.replace(B=(32,))
 
 # One fixed point for measurement-quality studies (run-to-run spread, smallest slowdown
-# flagged): `lstm_bench.measure.register_slowed` registers its implementation.
+# flagged): `lstm_bench.slowdown.register_slowed` registers its implementation.
 STUDY_GRID = Grid(impls=("vectorised_slowed",), T=(100,), H=(256,), B=(32,), devices=("cpu",),
                   dtypes=("float32",))
 
-# The pytest-benchmark suite's default: every path once at the smallest sizes, so that the
+# The pytest-benchmark suite's default: every implementation once at the smallest sizes, so that the
 # plain test command smoke-runs each benchmark in seconds.
 SMOKE_GRID = BENCH_GRID.replace(T=(10,), H=(64,), B=(1,))
 
@@ -163,43 +168,38 @@ NAMED_GRIDS = {"asv": ASV_GRID, "bench": BENCH_GRID, "quick": QUICK_GRID, "smoke
 
 @dataclass(frozen=True)
 class Exclusion:
-    """A rule that marks points too slow to be worth running, with the reason shown."""
+    """A rule that marks points too slow to be worth running: `reason(point)` says why, or None."""
 
-    reason: str
-    applies: Callable[[Point], bool]
-
-
-def _big(point: Point) -> float:
-    """GEMM work of one forward+backward, in units of 1e9 FLOPs (see lstm_bench.flops)."""
-    from .flops import lstm_flops
-
-    return lstm_flops(point.T, point.B, point.I, point.H, backward=True) / 1e9
+    reason: Callable[[Point], str | None]
 
 
 # Forward+backward GEMM work (GFLOP, lstm_bench.flops) above which a CPU point is skipped:
 # sized so that a full `asv run` of the grid fits in 20 minutes on a 2-core CPU. Raise it
-# with $LSTM_BENCH_CPU_GFLOP_LIMIT on a bigger machine (it is read at import).
-def _gflop_limit(name: str = "LSTM_BENCH_CPU_GFLOP_LIMIT", default: float = 20.0) -> float:
-    text = os.environ.get(name, "")
-    try:
-        value = float(text) if text else default
-    except ValueError:
-        value = float("nan")
-    if not (value > 0 and value != float("inf")):
-        raise ValueError(f"${name} must be a positive number of GFLOP such as 20, got {text!r}")
-    return value
+# with $LSTM_BENCH_CPU_GFLOP_LIMIT on a bigger machine (read each time a point is judged).
+CPU_GFLOP_LIMIT_ENV = "LSTM_BENCH_CPU_GFLOP_LIMIT"
+DEFAULT_CPU_GFLOP_LIMIT = 20.0
 
 
-CPU_GFLOP_LIMIT = _gflop_limit()
+def cpu_gflop_limit() -> float:
+    """$LSTM_BENCH_CPU_GFLOP_LIMIT, else 20; ValueError naming the variable for a bad value."""
+    return from_env(CPU_GFLOP_LIMIT_ENV, lambda t: parse_number(t, positive=True, what="a positive number of "
+                                                                 "GFLOP such as 20"), DEFAULT_CPU_GFLOP_LIMIT)
+
+
+def _too_big_for_cpu(point: Point) -> str | None:
+    limit = cpu_gflop_limit()
+    if point.device == "cpu" and point.flops / 1e9 > limit:
+        return (f"too slow: more than {limit:g} GFLOP per forward+backward on cpu "
+                f"(see ${CPU_GFLOP_LIMIT_ENV}); run it on cuda")
+    return None
+
 
 # The table of exclusions. Each row was measured on a 2-core CPU (docs/benchmarks.md);
 # a point it matches is reported as skipped with the row's reason, never silently dropped.
 EXCLUSIONS: tuple[Exclusion, ...] = (
-    Exclusion("too slow: reference (per-gate, per-step textbook BPTT) at T=500, H=1024 is not worth timing",
-              lambda p: p.impl == "reference" and p.T >= 500 and p.H >= 1024),
-    Exclusion(f"too slow: more than {CPU_GFLOP_LIMIT:g} GFLOP per forward+backward on cpu "
-              "(see $LSTM_BENCH_CPU_GFLOP_LIMIT); run it on cuda",
-              lambda p: p.device == "cpu" and _big(p) > CPU_GFLOP_LIMIT),
+    Exclusion(lambda p: "too slow: reference (per-gate, per-step textbook BPTT) at T=500, H=1024 is not worth "
+              "timing" if p.impl == "reference" and p.T >= 500 and p.H >= 1024 else None),
+    Exclusion(_too_big_for_cpu),
 )
 
 
@@ -213,6 +213,24 @@ def skip_reason(point: Point) -> str | None:
     if point.device not in impl.devices:
         return f"impl {point.impl!r} does not run on {point.device} (runs on {list(impl.devices)})"
     for rule in EXCLUSIONS:
-        if rule.applies(point):
-            return rule.reason
+        reason = rule.reason(point)
+        if reason is not None:
+            return reason
     return None
+
+
+def grid_from_env(variable: str, default: str) -> Grid:
+    """The grid of `NAMED_GRIDS` that $`variable` names (else `default`), ready to run.
+
+    The study grid's implementation is registered too (`lstm_bench.slowdown`): slowed by
+    $LSTM_BENCH_INJECT_SLOWDOWN when that is set, else unslowed when the study grid is asked for.
+    """
+    from .slowdown import SLOWED_IMPL, register_slowed, register_slowed_from_env
+
+    name = from_env(variable, str.strip, default)
+    if name not in NAMED_GRIDS:
+        raise ValueError(f"${variable} must be one of {sorted(NAMED_GRIDS)}, got {name!r}")
+    register_slowed_from_env()
+    if name == "study" and SLOWED_IMPL not in all_impls():
+        register_slowed(0.0)
+    return NAMED_GRIDS[name]

@@ -5,9 +5,9 @@ allocated when it started (the case, the weights, anything an implementation cac
 across calls), after one untimed warm-up step so that such caches already exist:
 
 - `saved_bytes`: bytes the forward half allocates and still holds when it returns,
-  i.e. what is kept alive between forward and backward: the activations a path saves
-  (its cache, or the tensors autograd saved), outputs included, because a manual path
-  keeps its outputs inside its cache (vectorised's h_0..h_T). Each storage counts once,
+  i.e. what is kept alive between forward and backward: the activations an implementation saves
+  (its cache, or the tensors autograd saved), outputs included, because a manual
+  implementation keeps its outputs inside its cache (vectorised's h_0..h_T). Each storage counts once,
   and views of the case's own tensors cost nothing, since no allocation happens.
 - `peak_bytes`: the highest number of bytes held above that starting level at any
   moment of one forward+backward (saved activations + temporaries + gradients).
@@ -89,7 +89,7 @@ def _allocated_during(fn: Callable[[], Any], device: torch.device) -> tuple[int,
 
 
 def _prepared(impl: str | Impl, case: Case) -> tuple[Callable, Callable]:
-    """The halves of `impl`, after one untimed step (caches a path keeps across calls exist by now)."""
+    """The halves of `impl`, after one untimed step (caches an implementation keeps across calls exist by now)."""
     impl = _impl(impl)
     impl.check_case(case)
     step_fn(impl, case, backward=True)()  # ends in a synchronisation on CUDA

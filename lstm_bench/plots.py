@@ -1,11 +1,11 @@
 """PNG charts of a results file (`lstm-bench plot RESULTS`).
 
-- time_vs_T.png       forward+backward time against sequence length, one line per path,
+- time_vs_T.png       forward+backward time against sequence length, one line per implementation,
                       one panel per (device, dtype, B, H); log-log, since T spans decades
-                      and the paths differ by orders of magnitude. Bars: interquartile range.
+                      and the implementations differ by orders of magnitude. Bars: interquartile range.
 - time_vs_H.png       the same against hidden size, one panel per (device, dtype, B, T).
 - memory_vs_T.png     peak bytes (solid) and saved-activation bytes (dashed) against T.
-- ratio_to_nn_lstm.png  each path's median time divided by nn_lstm's at the same point,
+- ratio_to_nn_lstm.png  each implementation's median time divided by nn_lstm's at the same point,
                       against T, log y, with the line at 1 marking parity.
 
 matplotlib is optional (`pip install "lstm-bench[plot]"`) and imported only here.
@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from .results import Results
+from .results import ResultsFile
 
 BASELINE = "nn_lstm"
 
@@ -35,16 +35,16 @@ def pyplot():
     return plt
 
 
-def rows_of(results: Results) -> list[dict]:
+def rows_of(results: ResultsFile) -> list[dict]:
     """One flat row per successfully measured point: sizes, median and quartiles of the time, memory."""
     from .stats import quartiles
 
     rows = []
     for rec in results.ok():
-        p, m = rec["point"], rec["measurement"]
-        q1, med, q3 = quartiles(m["forward_backward_s"])
-        rows.append({**p, "median": med, "q1": q1, "q3": q3,
-                     "saved": m.get("saved_bytes"), "peak": m.get("peak_bytes")})
+        m = rec.measurement
+        q1, med, q3 = quartiles(m.forward_backward_s)
+        rows.append({**rec.point.as_dict(), "median": med, "q1": q1, "q3": q3,
+                     "saved": m.saved_bytes, "peak": m.peak_bytes, "halves": m.has_halves})
     return rows
 
 
@@ -77,23 +77,50 @@ def _panels(plt, n: int, title: str):
 
 
 def _finish(fig, axes, path: Path) -> Path:
-    """One legend for all panels (each path once), then the PNG."""
+    """One legend for all panels (each implementation once), then the PNG."""
     seen: dict[str, Any] = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, h)
-    fig.legend(list(seen.values()), list(seen.keys()), loc="outside right center", frameon=False, title="path")
+    fig.legend(list(seen.values()), list(seen.keys()), loc="outside right center", frameon=False, title="implementation")
     fig.savefig(path, dpi=110)
     return path
 
 
-def _plain_log_axis(ax) -> None:
-    # Plain numbers (0.5, 2, 10) instead of 5x10^-1 on major and minor ticks.
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+# Mantissas of the labelled ticks on a log axis, finest first: the finest ladder that
+# gives at most MAX_TICKS labels is used, so a panel spanning a factor of 2 is as
+# readable as one spanning four decades.
+LADDERS = ((1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9), (1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1, 3), (1,))
+MAX_TICKS = 9
 
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Labelled ticks for a log axis holding values in [lo, hi] (both > 0): from the last
+    tick at or below `lo` to the first at or above `hi`, so every value lies between two labels."""
+    if not (0 < lo <= hi and math.isfinite(hi)):
+        raise ValueError(f"log_ticks needs 0 < lo <= hi < inf, got {lo!r}, {hi!r}")
+    first, last = math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1
+    for ladder in LADDERS:
+        # round() so that 3 x 10^-1 is the tick 0.3, not 0.30000000000000004
+        values = sorted({float(f"{m * 10.0 ** k:.6g}") for k in range(first, last + 1) for m in ladder})
+        below = max(v for v in values if v <= lo * (1 + 1e-9))
+        above = min(v for v in values if v >= hi * (1 - 1e-9))
+        ticks = [v for v in values if below <= v <= above]
+        if len(ticks) <= MAX_TICKS or ladder == LADDERS[-1]:
+            return ticks
+    raise AssertionError("unreachable: the last ladder always returns")
+
+
+def _label_log_axis(ax, values: list[float]) -> None:
+    """Log y axis whose labelled ticks (plain numbers: 0.5, 2, 10) bracket every plotted value."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ticks = log_ticks(min(values), max(values))
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_ylim(ticks[0] / 1.08, ticks[-1] * 1.08)  # a margin, so markers on the end ticks are whole
 
 
 def _line_chart(plt, rows: list[dict], *, x: str, facet_keys: tuple[str, ...], title: str, ylabel: str,
@@ -108,22 +135,25 @@ def _line_chart(plt, rows: list[dict], *, x: str, facet_keys: tuple[str, ...], t
     fig, axes = _panels(plt, len(facets), title)
     for ax, values in zip(axes, facets):
         sub = [r for r in rows if tuple(r[k] for k in facet_keys) == values]
+        plotted: list[float] = [hline] if hline is not None else []
         for label, xs, ys, style in series(sub):
             style = dict(style)
             yerr = style.pop("yerr", None)
             if yerr is not None:
                 ax.errorbar(xs, ys, yerr=yerr, label=label, capsize=3, **style)
+                plotted += [y - lo for y, lo in zip(ys, yerr[0])] + [y + up for y, up in zip(ys, yerr[1])]
             else:
                 ax.plot(xs, ys, label=label, **style)
+            plotted += ys
         xs_all = sorted({r[x] for r in sub})
         if len(xs_all) > 1 and xs_all[-1] / xs_all[0] >= 8:
             ax.set_xscale("log")
         ax.set_xticks(xs_all)
         ax.set_xticklabels([str(v) for v in xs_all])
         ax.minorticks_off() if ax.get_xscale() == "log" else None
-        if log_y:
-            ax.set_yscale("log")
-            _plain_log_axis(ax)
+        positive = [v for v in plotted if v > 0]
+        if log_y and positive:
+            _label_log_axis(ax, positive)
         if hline is not None:
             ax.axhline(hline, color="black", linewidth=0.8, linestyle=":")
         ax.set_title(_facet_title(facet_keys, values), fontsize=10)
@@ -148,7 +178,7 @@ def _time_series(x: str, impls: list[str], styles: dict):
     return series
 
 
-def plot_results(results: Results, out_dir: str | Path, notes: list[str] | None = None) -> list[Path]:
+def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | None = None) -> list[Path]:
     """Write the PNGs for `results` into `out_dir` (created); returns their paths.
 
     Charts that cannot be drawn (a single value on their x axis, no memory figures,
@@ -174,14 +204,22 @@ def plot_results(results: Results, out_dir: str | Path, notes: list[str] | None 
                                 ("H", ("device", "dtype", "B", "T") + by_I, "time_vs_H.png")):
         p = _line_chart(plt, rows, x=x, facet_keys=facet_keys, path=out / name,
                         title=f"forward+backward time (median, bars: IQR) vs {x} - {where}",
-                        ylabel="time per step [ms]", series=_time_series(x, impls, styles), notes=notes)
+                        ylabel="ms per forward+backward of all T steps", series=_time_series(x, impls, styles),
+                        notes=notes)
         if p is not None:
             written.append(p)
         plt.close("all")
 
     mem_rows = [r for r in rows if r["peak"] is not None]
-    if not mem_rows and notes is not None:
-        notes.append("memory_vs_T.png not drawn: no memory figures in the results (--no-memory?)")
+    no_halves = sorted({r["impl"] for r in rows if not r["halves"]})
+    if notes is not None:
+        why = (f"{', '.join(no_halves)} registered without forward/backward halves, whose memory is not "
+               f"measured" if no_halves else "")
+        if not mem_rows:
+            cause = "the sweep ran with --no-memory" if not results.settings.get("memory", True) else why
+            notes.append(f"memory_vs_T.png not drawn: no memory figures in the results ({cause})")
+        elif no_halves:
+            notes.append(f"memory_vs_T.png leaves out {why}")
     if mem_rows:
         def mem_series(sub: list[dict]):
             out = []

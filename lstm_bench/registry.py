@@ -4,16 +4,26 @@ An implementation is a callable `case -> Result`. It may also give its two halve
 `forward(case) -> saved` (the forward half of a training step, returning whatever
 backward needs) and `backward(case, saved) -> Result`, so that the benchmarks can
 time the forward alone and measure what is kept alive between the two.
+
+A user's implementation is registered with `register_impl`, or loaded by name from
+its module with `load_impl("mypkg.kernels:my_lstm")` (also `path/to/file.py:my_lstm`),
+which is what `--impl` does on the command line.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 
 from .contract import Case, Result, check_case, check_result
-from .devices import KNOWN_DEVICES, available_devices, check_device
+from .devices import KNOWN_DEVICES, check_device
 
 ImplFn = Callable[[Case], Result]
 
@@ -107,11 +117,98 @@ def all_impls() -> list[str]:
     return list(_REGISTRY)
 
 
+def _import_module(module: str, spec: str) -> Any:
+    """The module `module` names: a dotted name (importable, or in the working directory) or a .py file."""
+    if module.endswith(".py") or os.sep in module:
+        path = Path(module).resolve()
+        if not path.is_file():
+            raise ValueError(f"{spec}: no such file {module!r}")
+        name = "lstm_bench_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        if name in sys.modules:  # the same file twice in one process: the same functions
+            return sys.modules[name]
+        loader = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(loader)
+        sys.modules[name] = mod
+        try:
+            loader.loader.exec_module(mod)
+        except Exception as err:
+            del sys.modules[name]
+            raise ValueError(f"{spec}: importing {module} failed: {type(err).__name__}: {err}") from None
+        return mod
+    # A console script's sys.path does not hold the working directory; the user's
+    # module usually lives there.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"{spec}: cannot import module {module!r} ({err})") from None
+    except Exception as err:
+        raise ValueError(f"{spec}: importing {module!r} failed: {type(err).__name__}: {err}") from None
+
+
+def load_impl(spec: str) -> Impl:
+    """Import and register the function `[NAME=]module:function` (or `[NAME=]path/file.py:function`) names.
+
+    The function follows the contract `case -> Result`. Optional attributes on it:
+    `devices` (default: every device), `forward` and `backward` (the two halves, so
+    that the forward is timed alone and its saved activations measured). It is
+    registered as NAME, by default the function's name; loading the same function
+    again returns the same Impl. ValueError, naming what was wrong, otherwise.
+    """
+    name, sep, target = spec.partition("=")
+    if not sep:
+        name, target = "", spec
+    module, _, attr = target.rpartition(":")
+    if not module or not attr:
+        raise ValueError(f"{spec!r}: expected module:function or path/file.py:function")
+    obj = _import_module(module, spec)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{spec}: {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{spec}: {attr!r} is not callable (it is a {type(obj).__name__})")
+    name = name or attr.split(".")[-1]
+    existing = _REGISTRY.get(name)
+    if existing is not None:
+        if existing.fn is obj:
+            return existing
+        raise ValueError(f"{spec}: the name {name!r} is taken by another implementation; "
+                         f"name yours NAME={target}")
+    forward, backward = getattr(obj, "forward", None), getattr(obj, "backward", None)
+    if not (callable(forward) and callable(backward)):
+        forward = backward = None
+    try:
+        return register_impl(name, obj, getattr(obj, "devices", KNOWN_DEVICES), forward=forward,
+                             backward=backward, description=target)
+    except ValueError as err:
+        raise ValueError(f"{spec}: {err}") from None
+
+
+def resolve_impls(specs: Iterable[str]) -> list[str]:
+    """Registered names for `specs`: each a registered name, or module:function to load (`load_impl`).
+
+    KeyError for a name that is neither; duplicates are dropped, order is kept."""
+    names: list[str] = []
+    for spec in specs:
+        if spec in all_impls():
+            name = spec
+        elif ":" in spec:
+            name = load_impl(spec).name
+        else:
+            raise KeyError(f"unknown implementation {spec!r}; known: {', '.join(all_impls())} "
+                           f"(or give module:function)")
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def _load_builtins() -> None:
-    # The built-in paths register themselves on import; done lazily so that importing
+    # The built-in implementations register themselves on import; done lazily so that importing
     # the registry from them does not recurse.
     from . import impls  # noqa: F401
 
 
 __all__ = ["Impl", "register_impl", "unregister_impl", "get_impl", "available_impls", "all_impls",
-           "available_devices"]
+           "load_impl", "resolve_impls"]

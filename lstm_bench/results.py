@@ -2,15 +2,19 @@
 
 Layout (one JSON object per line, each line written whole, flushed and fsync'ed):
 
-    line 1   {"kind": "header", "format": "lstm-bench-results", "version": 1,
+    line 1   {"kind": "header", "format": "lstm-bench-results", "version": 2,
               "created": ISO time, "env": {...machine.environment()...},
               "grid": {"impls": [...], "T": [...], ...}, "settings": {"repeats": 5, ...}}
-    line 2.. {"kind": "point", "key": Point.key, "point": Point.as_dict(),
-              "status": "ok" | "failed" | "skipped",
-              "measurement": Measurement.to_dict()   (status "ok")
+    line 2.. a `lstm_bench.records.PointRecord`:
+             {"kind": "point", "point": Point.as_dict(), "status": "ok" | "failed" | "skipped",
+              "measurement": Measurement.to_json()   (status "ok")
               "error": "OutOfMemoryError: ..."       (status "failed")
               "reason": "too slow: ..."              (status "skipped")
               "time": ISO time}
+
+Format 1 (lstm-bench 0.1) also stored each point's key and, in the measurement, what
+the point and the header already hold; it is read as well, and a resumed format-1 file
+is appended to in format 1.
 
 Guarantees:
 - a new sweep never overwrites a file: it is created with O_EXCL, or, with
@@ -22,21 +26,19 @@ Guarantees:
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grid import Point
+from .records import PointRecord
 
 FORMAT = "lstm-bench-results"
-VERSION = 1
-STATUSES = ("ok", "failed", "skipped")
-# What `compare` and `plot` read from an "ok" record; checked on load.
-MEASUREMENT_FIELDS = ("forward_s", "forward_backward_s")
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEADER_FIELDS = ("format", "version", "env", "grid", "settings")
 
 
@@ -49,12 +51,12 @@ def now() -> str:
 
 
 @dataclass
-class Results:
+class ResultsFile:
     """A loaded results file: its header and point records (the last record per key wins)."""
 
     path: Path
     header: dict
-    records: list[dict] = field(default_factory=list)
+    records: list[PointRecord] = field(default_factory=list)
 
     @property
     def env(self) -> dict:
@@ -68,13 +70,17 @@ class Results:
     def settings(self) -> dict:
         return self.header["settings"]
 
-    def by_key(self) -> dict[str, dict]:
-        """Point key -> its latest record."""
-        return {r["key"]: r for r in self.records}
+    @property
+    def version(self) -> int:
+        return self.header["version"]
 
-    def ok(self) -> list[dict]:
+    def by_key(self) -> dict[str, PointRecord]:
+        """Point key -> its latest record."""
+        return {r.key: r for r in self.records}
+
+    def ok(self) -> list[PointRecord]:
         """Records of successfully measured points, one per key, in file order."""
-        return [r for r in self.by_key().values() if r["status"] == "ok"]
+        return [r for r in self.by_key().values() if r.status == "ok"]
 
     def done_keys(self) -> set[str]:
         """Keys that have a record of any status: a resumed sweep skips them."""
@@ -107,9 +113,9 @@ def _check_header(path: Path, rec: dict) -> dict:
     missing = [k for k in HEADER_FIELDS if k not in rec]
     if missing:
         raise ResultsError(f"{_where(path, 1)}: header is missing {missing}")
-    if rec["version"] != VERSION:
+    if rec["version"] not in READABLE_VERSIONS:
         raise ResultsError(f"{_where(path, 1)}: results format version {rec['version']!r}, this lstm-bench "
-                           f"reads version {VERSION}")
+                           f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     if not isinstance(rec["env"], dict) or "torch" not in rec["env"]:
         raise ResultsError(f"{_where(path, 1)}: header env must be an object with the torch version")
     for name in ("grid", "settings"):
@@ -118,38 +124,14 @@ def _check_header(path: Path, rec: dict) -> dict:
     return rec
 
 
-def _check_point(path: Path, lineno: int, rec: dict) -> dict:
-    where = _where(path, lineno)
-    if rec.get("kind") != "point":
-        raise ResultsError(f"{where}: expected a point record (kind 'point'), got kind {rec.get('kind')!r}")
-    for name in ("key", "point", "status"):
-        if name not in rec:
-            raise ResultsError(f"{where}: point record is missing {name!r}")
-    if rec["status"] not in STATUSES:
-        raise ResultsError(f"{where}: status must be one of {STATUSES}, got {rec['status']!r}")
-    if not isinstance(rec["point"], dict):
-        raise ResultsError(f"{where}: 'point' must be an object, got {rec['point']!r}")
+def _check_point(path: Path, lineno: int, rec: dict) -> PointRecord:
     try:
-        point = Point.from_dict(rec["point"])
-    except (TypeError, ValueError) as err:
-        raise ResultsError(f"{where}: 'point' is not a valid grid point ({err})") from None
-    if rec["key"] != point.key:
-        raise ResultsError(f"{where}: 'key' {rec['key']!r} does not match its point ({point.key!r})")
-    if rec["status"] == "ok":
-        m = rec.get("measurement")
-        if not isinstance(m, dict):
-            raise ResultsError(f"{where}: an 'ok' point record needs a 'measurement' object")
-        for name in MEASUREMENT_FIELDS:
-            v = m.get(name)
-            if not isinstance(v, list) or not all(
-                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v):
-                raise ResultsError(f"{where}: measurement.{name} must be a list of positive seconds, got {v!r}")
-        if not m["forward_backward_s"]:
-            raise ResultsError(f"{where}: measurement.forward_backward_s is empty")
-    return rec
+        return PointRecord.from_json(rec)
+    except ValueError as err:
+        raise ResultsError(f"{_where(path, lineno)}: {err}") from None
 
 
-def load(path: str | os.PathLike) -> Results:
+def load(path: str | os.PathLike) -> ResultsFile:
     """Read and validate a results file; ResultsError (one line, naming file:line) if it is unusable."""
     path = Path(path)
     try:
@@ -169,7 +151,7 @@ def load(path: str | os.PathLike) -> Results:
     if complete:
         lines = lines[:-1]
     header: dict | None = None
-    records: list[dict] = []
+    records: list[PointRecord] = []
     for i, line in enumerate(lines, start=1):
         last = i == len(lines)
         if not line.strip():
@@ -188,15 +170,11 @@ def load(path: str | os.PathLike) -> Results:
             f"interrupted while writing it); nothing was changed. Add the line end (`echo >> {path}`) to "
             f"keep that point and resume")
     assert header is not None
-    return Results(path, header, records)
+    return ResultsFile(path, header, records)
 
 
-def load_many(spec: str | os.PathLike) -> list[Results]:
-    """Load one results file, every `*.jsonl` in a directory, or a comma-separated list of files.
-
-    Several runs of the same sweep, pooled, let `compare` see a noisy machine's drift
-    on both sides: run base and head alternately a few times, then compare the sets.
-    """
+def load_many(spec: str | os.PathLike) -> list[ResultsFile]:
+    """Load one results file, every `*.jsonl` in a directory, or a comma-separated list of files."""
     text = os.fspath(spec)
     path = Path(text)
     if path.is_dir():
@@ -207,26 +185,7 @@ def load_many(spec: str | os.PathLike) -> list[Results]:
         files = [Path(part) for part in text.split(",") if part]
     else:
         files = [path]
-    runs = [load(f) for f in files]
-    first = runs[0]
-    for other in runs[1:]:
-        problems, _ = comparability(first, other)
-        if problems:
-            raise ResultsError(f"cannot pool {other.path} with {first.path}: {problems[0]}")
-    return runs
-
-
-def pooled_samples(runs: list[Results], field: str) -> tuple[dict[str, list[float]], dict[str, dict]]:
-    """Per key, the `field` samples of every run's "ok" record concatenated, and the point dicts."""
-    samples: dict[str, list[float]] = {}
-    points: dict[str, dict] = {}
-    for run in runs:
-        for rec in run.ok():
-            values = rec["measurement"].get(field) or []
-            if values:
-                samples.setdefault(rec["key"], []).extend(values)
-                points[rec["key"]] = rec["point"]
-    return samples, points
+    return [load(f) for f in files]
 
 
 def make_header(env: dict, grid: dict, settings: dict) -> dict:
@@ -264,7 +223,8 @@ class Writer:
         """
         self.path = Path(path)
         self.done: set[str] = set()
-        self.existing: Results | None = None
+        self.existing: ResultsFile | None = None
+        self.version = header["version"]
         if resume and self.path.exists():
             self._fd = self._open(os.O_WRONLY | os.O_APPEND)
             self._lock()  # before validating: another sweep may be appending right now
@@ -278,6 +238,7 @@ class Writer:
                 self.close()
                 raise
             self.done = self.existing.done_keys()
+            self.version = self.existing.version
         else:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,13 +280,14 @@ class Writer:
             view = view[n:]
         os.fsync(self._fd)
 
-    def point(self, point_dict: dict, key: str, status: str, **fields: Any) -> dict:
-        """Append the record of one point; returns it."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        rec = {"kind": "point", "key": key, "point": point_dict, "status": status, "time": now(), **fields}
-        self.write(rec)
-        return rec
+    def point(self, record: PointRecord) -> PointRecord:
+        """Append the record of one point, stamped with the time now; returns the stamped record."""
+        record = dataclasses.replace(record, time=now())
+        line = record.to_json()
+        if self.version == 1:  # format 1 also stored the key
+            line["key"] = record.key
+        self.write(line)
+        return record
 
     def close(self) -> None:
         if getattr(self, "_fd", None) is not None:
@@ -337,27 +299,3 @@ class Writer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def comparability(base: Results, new: Results) -> tuple[list[str], list[str]]:
-    """(problems, notes) for comparing `new` against `base`.
-
-    Problems make timings incomparable: another torch version, thread count, device
-    names, or grid. `compare` refuses them unless forced. Notes are worth saying but
-    expected (another commit, another host, other repeats).
-    """
-    problems, notes = [], []
-    b, n = base.env, new.env
-    for key, label in (("torch", "torch version"), ("threads", "thread count"),
-                       ("cpu", "CPU"), ("gpu", "GPU")):
-        if b.get(key) != n.get(key):
-            problems.append(f"{label} differs: {b.get(key)!r} in {base.path}, {n.get(key)!r} in {new.path}")
-    if not _same(base.grid, new.grid):
-        diff = sorted(k for k in set(base.grid) | set(new.grid) if base.grid.get(k) != new.grid.get(k))
-        problems.append("grids differ in " + ", ".join(
-            f"{k}: {base.grid.get(k)} vs {new.grid.get(k)}" for k in diff))
-    if b.get("commit") != n.get("commit"):
-        notes.append(f"commits: {b.get('commit')} -> {n.get('commit')}")
-    if base.settings != new.settings:
-        notes.append(f"settings differ: {base.settings} vs {new.settings}")
-    return problems, notes

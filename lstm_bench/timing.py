@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 
 from .devices import check_device
+from .values import check_int, check_positive_int, from_env, parse_int
 
 THREADS_ENV = "LSTM_BENCH_THREADS"
 MAX_DEFAULT_THREADS = 4
@@ -25,14 +26,8 @@ def default_threads() -> int:
     Capped at 4 so that results from bigger machines stay comparable with small ones,
     and fixed (not torch's default, which follows the machine's load-time settings).
     """
-    env = os.environ.get(THREADS_ENV)
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"${THREADS_ENV} must be a positive int, got {env!r}") from None
-        if n <= 0:
-            raise ValueError(f"${THREADS_ENV} must be a positive int, got {env!r}")
+    n = from_env(THREADS_ENV, parse_int, None)
+    if n is not None:
         return n
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -43,10 +38,7 @@ def default_threads() -> int:
 
 def set_threads(n: int | None = None) -> int:
     """Fix torch's intra-op thread count to `n` (default: `default_threads()`) and return it."""
-    if n is None:
-        n = default_threads()
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"threads must be a positive int, got {n!r}")
+    n = default_threads() if n is None else check_positive_int("threads", n)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return torch.get_num_threads()
@@ -81,12 +73,6 @@ def step_fn(impl: Any, case: Any, *, backward: bool) -> Callable[[], object]:
     return call
 
 
-def _check_count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 def time_fn(fn: Callable[[], object], *, device: str, repeats: int, warmup: int, number: int = 1) -> list[float]:
     """Seconds per call of `fn`, one figure per repeat (each the mean of `number` calls).
 
@@ -96,9 +82,9 @@ def time_fn(fn: Callable[[], object], *, device: str, repeats: int, warmup: int,
     it is `time.perf_counter`. The garbage collector is off inside the timed region.
     """
     dev = check_device(device)
-    repeats = _check_count("repeats", repeats, 1)
-    warmup = _check_count("warmup", warmup, 0)
-    number = _check_count("number", number, 1)
+    repeats = check_int("repeats", repeats, 1)
+    warmup = check_int("warmup", warmup, 0)
+    number = check_int("number", number, 1)
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
     for _ in range(warmup):

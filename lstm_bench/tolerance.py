@@ -1,6 +1,6 @@
 """The tolerance policy: when does a result agree with a reference?
 
-A path's result `a` is judged against a reference `b` computed in float64 from the
+An implementation's result `a` is judged against a reference `b` computed in float64 from the
 very same numbers (the case cast to float64; casting float32 up is exact). For every
 compared tensor (outputs, final states, the seven gradients), element by element:
 
@@ -16,11 +16,11 @@ Why this form. A backward-stable float32 algorithm returns the exact answer to a
 problem perturbed by O(eps); what that does to the answer is the problem's
 conditioning times eps, and `sens` measures exactly that, for this case, in float64.
 At normal scale `sens` is ~1e-7 of `scale` and the floor dominates: we measured
-float32 errors of nn.LSTM (oneDNN and ATen), the vectorised and the reference paths
+float32 errors of nn.LSTM (oneDNN and ATen), the vectorised and the reference implementations
 of at most ~1e-6 of scale (T <= 200, H <= 64), against a floor of 16 eps = 1.9e-6.
 With saturated gates (weights x10) or long sequences `sens` grows by orders of
-magnitude and so does every correct path's error: there we measured each correct
-path's largest error at no more than 3.5x `sens` (up to 14x at normal scale, where
+magnitude and so does every correct implementation's error: there we measured each correct
+implementation's largest error at no more than 3.5x `sens` (up to 14x at normal scale, where
 GEMM accumulation error, which input perturbation does not model, dominates and the
 floor covers it), hence K = 16. When even float64 inputs rounded to
 float32 change the answer by O(1) (weights x20, T = 200) the problem is chaotic in
@@ -61,7 +61,9 @@ class Row:
 
 
 @dataclass
-class Report:
+class AgreementReport:
+    """Agreement of a result with its reference, tensor by tensor: passed iff every row passed."""
+
     rows: list[Row] = field(default_factory=list)
     dtype: str = ""
     title: str = ""
@@ -108,7 +110,7 @@ def sensitivity(case: Case, reference: str = "autograd", *, eps: float | None = 
 
     `eps` defaults to the case dtype's machine epsilon.
     """
-    from .registry import get_impl  # the registry imports the paths, which import the contract
+    from .registry import get_impl  # the registry imports the implementations, which import the contract
 
     eps = torch.finfo(case.dtype).eps if eps is None else eps
     impl = get_impl(reference)
@@ -148,8 +150,8 @@ def compare_tensors(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, 
                worst, worst <= 1.0, note)
 
 
-def compare(result: Result, reference: Result, *, sensitivity: dict[str, float] | None = None,
-            title: str = "") -> Report:
+def agreement(result: Result, reference: Result, *, sensitivity: dict[str, float] | None = None,
+              title: str = "") -> AgreementReport:
     """Judge every tensor of `result` against `reference` (outputs, final states, seven gradients).
 
     The checked dtype is the less precise of the two; `sensitivity` comes from
@@ -163,10 +165,10 @@ def compare(result: Result, reference: Result, *, sensitivity: dict[str, float] 
     sens = sensitivity or {}
     rows = [compare_tensors(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0)) for k in b]
     dtype = min((result.output.dtype, reference.output.dtype), key=lambda d: torch.finfo(d).bits)
-    return Report(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
+    return AgreementReport(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
 
 
-def check_against_reference(impl, case: Case, *, reference: str = "autograd") -> Report:
+def check_against_reference(impl, case: Case, *, reference: str = "autograd") -> AgreementReport:
     """Run `impl` (a name or Impl) on `case` and judge it against `reference` in float64."""
     from .registry import get_impl
 
@@ -177,4 +179,4 @@ def check_against_reference(impl, case: Case, *, reference: str = "autograd") ->
     T, B, I, H = case.sizes
     title = (f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | "
              f"T={T} B={B} I={I} H={H} {str(case.dtype).replace('torch.', '')} {case.device}")
-    return compare(got, truth, sensitivity=sens, title=title)
+    return agreement(got, truth, sensitivity=sens, title=title)

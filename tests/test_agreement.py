@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from lstm_bench import Case, available_impls, compare, get_impl, make_case
+from lstm_bench import Case, available_impls, agreement, get_impl, make_case
 from lstm_bench.tolerance import check_against_reference, compare_tensors, sensitivity
 
 # The gate's grid: T x B x I x H, every combination.
@@ -42,7 +42,7 @@ def test_all_pairs_agree_float64(sizes, device):
     _, sens = truth(sizes, torch.float64, device)
     failed = []
     for a, b in itertools.combinations(results, 2):
-        report = compare(results[a], results[b], sensitivity=sens, title=f"{a} vs {b}")
+        report = agreement(results[a], results[b], sensitivity=sens, title=f"{a} vs {b}")
         if not report.passed:
             failed.append(str(report))
     assert not failed, "\n\n".join(failed)
@@ -56,7 +56,7 @@ def test_every_path_matches_float64_truth_float32(sizes, device):
     failed = []
     for name, result in results.items():
         assert result.output.dtype == torch.float32, f"{name} returned {result.output.dtype} for a float32 case"
-        report = compare(result, ref, sensitivity=sens, title=name)
+        report = agreement(result, ref, sensitivity=sens, title=name)
         if not report.passed:
             failed.append(str(report))
     assert not failed, "\n\n".join(failed)
@@ -123,9 +123,9 @@ def test_manual_paths_against_cudnn(manual, dtype):
     assert cudnn.backend == "cudnn", f"nn_lstm ran {cudnn.backend!r} on CUDA, expected cuDNN"
     sens = sensitivity(case)
     if dtype == torch.float64:
-        report = compare(get_impl(manual)(case), cudnn, sensitivity=sens)
+        report = agreement(get_impl(manual)(case), cudnn, sensitivity=sens)
     else:  # both float32: judge each against float64 truth
         ref = get_impl("autograd")(case.to(torch.float64))
-        report = compare(get_impl(manual)(case), ref, sensitivity=sens)
-        assert compare(cudnn, ref, sensitivity=sens).passed
+        report = agreement(get_impl(manual)(case), ref, sensitivity=sens)
+        assert agreement(cudnn, ref, sensitivity=sens).passed
     assert report.passed, str(report)

@@ -154,7 +154,7 @@ def test_interrupted_sweep_resumes_and_loses_nothing(tmp_path, capsys, registere
     code, _, err = run(capsys, *argv)
     assert code == 130 and "--resume" in err
     first = out.read_bytes()
-    assert [r["point"]["T"] for r in load(out).ok()] == [2, 3]
+    assert [r.point.T for r in load(out).ok()] == [2, 3]
 
     crash["at_T"] = None
     seen_T.clear()
@@ -162,7 +162,7 @@ def test_interrupted_sweep_resumes_and_loses_nothing(tmp_path, capsys, registere
     assert code == 0, err
     assert set(seen_T) == {4, 5}  # finished points were not measured again
     assert out.read_bytes().startswith(first)  # and the file was only appended to
-    assert [r["point"]["T"] for r in load(out).ok()] == [2, 3, 4, 5]
+    assert [r.point.T for r in load(out).ok()] == [2, 3, 4, 5]
     assert "2 already in the file" in stdout
 
     code, _, err = run(capsys, *argv)  # the same --out without --resume is refused
@@ -180,9 +180,9 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys, reg
                           "--device", "cpu", "--repeats", "2", "--no-accuracy", "--no-memory", "--no-peak",
                           "--no-progress", "--out", out)
     assert code == 1
-    recs = {r["point"]["T"]: r for r in load(out).records}
-    assert [recs[T]["status"] for T in (2, 3, 4)] == ["ok", "failed", "ok"]
-    assert "out of memory" in recs[3]["error"]
+    recs = {r.point.T: r for r in load(out).records}
+    assert [recs[T].status for T in (2, 3, 4)] == ["ok", "failed", "ok"]
+    assert "out of memory" in recs[3].error
     assert "FAILED: RuntimeError: CUDA out of memory" in stdout
 
 
@@ -222,6 +222,20 @@ def test_check_fails_on_a_broken_impl_given_as_module_function(capsys, user_modu
     assert "FAIL (d_weight_hh)" in out
 
 
+def test_the_table_says_why_an_implementation_without_halves_has_empty_columns(tmp_path, capsys, registered):
+    registered("whole_only", get_impl("vectorised").fn)  # no forward=/backward=
+    code, out, _ = run(capsys, "bench", "--impl", "whole_only,vectorised", "-T", "3,4", "-B", "1", "-H", "4",
+                       "--device", "cpu", "--repeats", "2", "--no-peak", "--no-progress", "--out",
+                       tmp_path / "r.jsonl")
+    assert code == 0
+    assert "fwd, saved, peak mem are '-' for whole_only: registered without forward/backward halves" in out
+    pytest.importorskip("matplotlib")
+    code, _, err = run(capsys, "plot", tmp_path / "r.jsonl", "--out-dir", tmp_path / "png")
+    assert code == 0 and (tmp_path / "png" / "memory_vs_T.png").exists()
+    assert "memory_vs_T.png leaves out whole_only registered without forward/backward halves" in err
+    assert "--no-memory" not in err  # the sweep measured memory; the reason is the missing halves
+
+
 def test_check_all_paths_pass(capsys):
     code, out, _ = run(capsys, "check", "--summary", "-T", "4", "-B", "2", "-I", "3", "-H", "4")
     assert code == 0
@@ -244,8 +258,18 @@ def test_check_all_paths_pass(capsys):
     (["bench", "--warmup", "-1"], "argument --warmup: expected an integer >= 0, got -1"),
     (["check", "--reference", "no_such_truth"], "unknown implementation 'no_such_truth'"),
     (["check", "-T", "100000000", "-B", "100000"], "cannot make the case T=100000000 B=100000"),
+    (["check", "-T", ""], "argument -T: expected a comma-separated list of values, got ''"),
+    (["bench", "-H", "4,,8"], "argument -H: expected a comma-separated list of values, got '4,,8'"),
+    (["bench", "--impl", "vectorised", "-T", "2", "-B", "1", "-H", "4", "--no-peak", "--no-progress",
+      "--env", "LSTM_BENCH_CPU_GFLOP_LIMIT=abc"], "$LSTM_BENCH_CPU_GFLOP_LIMIT: expected a positive number"),
+    (["bench", "--impl", "vectorised", "-T", "2", "-B", "1", "-H", "4", "--no-peak", "--no-progress",
+      "--env", "LSTM_BENCH_THREADS=two"], "$LSTM_BENCH_THREADS: expected a positive integer, got 'two'"),
 ])
-def test_bad_input_is_one_line_and_exit_2(capsys, user_module, argv, message):
+def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path, user_module, argv, message):
+    if "--env" in argv:  # not a flag: the variable to set for this run
+        name, _, value = argv[argv.index("--env") + 1].partition("=")
+        monkeypatch.setenv(name, value)
+        argv = argv[:argv.index("--env")] + ["--out", str(tmp_path / "r.jsonl")]
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err
@@ -286,9 +310,9 @@ def test_the_main_job_checks_every_path_then_sweeps_quick_grid(tmp_path, capsys)
     assert code == 0, err
     assert "agreement: all PASS" in out
     results = load(out_file)
-    ok = {r["point"]["impl"] for r in results.records if r["status"] == "ok"}
+    ok = {r.point.impl for r in results.records if r.status == "ok"}
     assert ok == set(available_impls("cpu"))
-    assert {r["key"] for r in results.records} == {p.key for p in QUICK_GRID.points()}
+    assert {r.key for r in results.records} == {p.key for p in QUICK_GRID.points()}
 
 
 def test_info_prints_the_environment(capsys):
@@ -303,10 +327,10 @@ def test_info_prints_the_environment(capsys):
 
 
 def test_info_measures_the_peak_once_and_caches_it(capsys, monkeypatch, tmp_path):
-    from lstm_bench import machine
+    from lstm_bench import peak
 
     calls = []
-    monkeypatch.setattr(machine, "measure_matmul_peak", lambda d, t: calls.append((d, t)) or 123.0)
+    monkeypatch.setattr(peak, "measure_matmul_peak", lambda d, t: calls.append((d, t)) or 123.0)
     for _ in range(2):
         code, out, _ = run(capsys, "info", "--json")
         assert json.loads(out)["matmul_peak_gflops"] == {"cpu/float32": 123.0}
@@ -314,13 +338,7 @@ def test_info_measures_the_peak_once_and_caches_it(capsys, monkeypatch, tmp_path
     assert (tmp_path / "cache" / "matmul_peak.json").exists()
 
 
-def test_flow_is_wired_or_says_it_is_missing(capsys):
-    try:
-        import lstm_bench.flow.cli  # noqa: F401
-    except ModuleNotFoundError:
-        code, _, err = run(capsys, "flow")
-        assert code == 2 and "lstm_bench.flow is not in this installation" in err
-        return
+def test_flow_is_wired(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["flow", "--help"])
     assert exc.value.code == 0

@@ -206,6 +206,6 @@ def test_register_rejects_bad_arguments():
 
 def test_public_api_names():
     for name in ("make_case", "Case", "LSTMWeights", "Result", "get_impl", "available_impls", "register_impl",
-                 "compare"):
+                 "agreement", "load_impl"):
         assert hasattr(lstm_bench, name), name
     assert [f.name for f in dataclasses.fields(Case)] == ["x", "h0", "c0", "weights", "d_output", "d_h_n", "d_c_n"]

@@ -1,4 +1,4 @@
-"""`python -m lstm_bench.flow` / `lstm-bench flow` on tiny sizes: tables, JSON, PNGs, bad input."""
+"""`lstm-bench flow` on tiny sizes: tables, JSON, PNGs, bad input."""
 from __future__ import annotations
 
 import json
@@ -8,11 +8,16 @@ import pytest
 import torch
 
 import lstm_bench.flow.study as study
-from lstm_bench.cli import table as cli_table
-from lstm_bench.flow.__main__ import main
-from lstm_bench.flow.cli import finite_json, table
+from lstm_bench import cli
+from lstm_bench.cli.flow import table
+from lstm_bench.cli.output import table as cli_table
 from lstm_bench.flow.plots import plot_curves
+from lstm_bench.strict_json import finite
 from lstm_bench.flow.study import COMPARISON, Settings, run_config
+
+def main(argv: list[str]) -> int:
+    return cli.main(["flow", *argv])
+
 
 TINY = ["-T", "8", "-H", "4", "-I", "3", "--samples", "3", "--seeds", "2", "--jacobian-steps", "2"]
 
@@ -46,10 +51,9 @@ def test_json_to_stdout_is_deterministic(tmp_path, capsys):
 @pytest.mark.parametrize("flags", [["--threshold", "0"], ["--threshold", "1.5"], ["--samples", "0"],
                                    ["--seeds", "-1"], ["--loss", "first"]])
 def test_bad_flags_exit_2(flags, tmp_path, capsys):
-    with pytest.raises(SystemExit) as err:
-        main([*TINY, *flags, "--out-dir", str(tmp_path)])
-    assert err.value.code == 2
-    assert flags[0] in capsys.readouterr().err
+    assert main([*TINY, *flags, "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert flags[0] in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_device_is_a_clear_error(tmp_path, capsys):
@@ -66,7 +70,7 @@ def _strict(text: str):
 def test_non_finite_floats_become_valid_json():
     doc = {"a": float("nan"), "b": [1.5, float("inf"), (float("-inf"), 2)],
            "c": {"d": torch.tensor([1.0, float("nan")]), "e": None, "f": "x"}, "g": 3}
-    clean = finite_json(doc)
+    clean = finite(doc)
     assert clean == {"a": "nan", "b": [1.5, "inf", ["-inf", 2]], "c": {"d": [1.0, "nan"], "e": None, "f": "x"},
                      "g": 3}
     assert _strict(json.dumps(clean, allow_nan=False)) == clean
@@ -90,7 +94,7 @@ def test_non_finite_gradients_exit_2_with_one_line(monkeypatch, tmp_path, capsys
     monkeypatch.setattr(study, "step_gradients", blow_up)
     assert main([*TINY, "--no-plots", "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("lstm-bench flow: error: RNN (tanh): non-finite dx norms at seed "
+    assert len(err) == 1 and err[0].startswith("lstm-bench: error: RNN (tanh): non-finite dx norms at seed "
                                                "index 0 in float64")
 
 

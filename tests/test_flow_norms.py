@@ -1,4 +1,4 @@
-"""Per-step dL/dh_t, dL/dc_t, dL/dx_t: the manual BPTT paths against autograd on the same case.
+"""Per-step dL/dh_t, dL/dc_t, dL/dx_t: the manual BPTT implementations against autograd on the same case.
 
 The autograd side is written here from the contract's equations, with retain_grad on
 every hidden and cell state, independently of lstm_bench's code."""

@@ -10,26 +10,30 @@ import torch
 
 from lstm_bench import get_impl, register_impl, unregister_impl
 from lstm_bench.grid import Point
-from lstm_bench.measure import Measurement, measure_point
+from lstm_bench.measure import measure_point
+from lstm_bench.records import Measurement, PointRecord
 
 
-def test_small_point_has_every_figure(monkeypatch):
+def test_small_point_has_every_figure():
     threads = torch.get_num_threads()
-    monkeypatch.setenv("LSTM_BENCH_THREADS", "1")
     p = Point("vectorised", 5, 3, 4, 6)
-    m = measure_point(p, repeats=3, warmup=1)
-    torch.set_num_threads(threads)
-    assert isinstance(m, Measurement) and m.point == p
+    try:
+        m = measure_point(p, threads=1, repeats=3, warmup=1)
+        assert torch.get_num_threads() == 1  # the thread count asked for, not the environment's
+    finally:
+        torch.set_num_threads(threads)
+    assert isinstance(m, Measurement)
     assert len(m.forward_s) == len(m.forward_backward_s) == 3
     assert all(t > 0 and math.isfinite(t) for t in m.forward_s + m.forward_backward_s)
     # flops by hand for T=5, B=3, I=4, H=6: forward 2*T*B*4H*(I+H), backward twice that
-    assert m.flops_forward == 2 * 5 * 3 * 24 * 10 and m.flops_forward_backward == 3 * m.flops_forward
-    assert m.gflops == pytest.approx(m.flops_forward_backward / statistics.median(m.forward_backward_s) / 1e9)
+    assert p.flops == 3 * 2 * 5 * 3 * 24 * 10
+    rec = PointRecord(p, "ok", m)
+    assert rec.gflops == pytest.approx(p.flops / statistics.median(m.forward_backward_s) / 1e9)
     assert 0 < m.saved_bytes < m.peak_bytes
     assert 0 <= m.max_rel_error < 1e-4  # float32 against float64 at normal scale
-    assert m.threads == 1  # the fixed thread count ($LSTM_BENCH_THREADS), recorded
-    d = json.loads(json.dumps(m.to_dict()))
-    assert Point.from_dict(d["point"]) == p and d["key"] == p.key
+    stored = json.loads(json.dumps(rec.to_json()))
+    assert "key" not in stored and "flops" not in stored["measurement"]  # derived, so not stored
+    assert PointRecord.from_json(stored) == rec
 
 
 def test_accuracy_metric_sees_a_wrong_gradient():
@@ -53,7 +57,7 @@ def test_impl_without_split_is_timed_whole():
     register_impl("_no_split_for_measure_test", get_impl("vectorised").fn, devices=("cpu",))
     try:
         m = measure_point(Point("_no_split_for_measure_test", 4, 2, 3, 5), repeats=2, accuracy=False)
-        assert m.forward_s == [] and len(m.forward_backward_s) == 2
+        assert m.forward_s == () and len(m.forward_backward_s) == 2 and not m.has_halves
         assert m.saved_bytes is None and m.peak_bytes is None and m.max_rel_error is None
     finally:
         unregister_impl("_no_split_for_measure_test")

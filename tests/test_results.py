@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from lstm_bench import cli
+from lstm_bench.grid import Point
+from lstm_bench.records import PointRecord
 from lstm_bench.results import ResultsError, Writer, load, make_header
 
 ENV = {"torch": "2.13.0+cpu", "threads": 2, "cpu": "Test CPU", "gpu": None, "commit": "abc"}
@@ -25,9 +27,9 @@ def key(p: dict) -> str:
 
 def record(T: int, times: list[float], impl: str = "vectorised") -> dict:
     p = point(T, impl)
-    return {"kind": "point", "key": key(p), "point": p, "status": "ok",
+    return {"kind": "point", "point": p, "status": "ok",
             "measurement": {"forward_s": [t / 3 for t in times], "forward_backward_s": times,
-                            "saved_bytes": 1000 * T, "peak_bytes": 3000 * T, "gflops": 1.0, "max_rel_error": 1e-7}}
+                            "saved_bytes": 1000 * T, "peak_bytes": 3000 * T, "max_rel_error": 1e-7}}
 
 
 def write(path: Path, *, env: dict = ENV, grid: dict = GRID, records=None) -> Path:
@@ -47,7 +49,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_a_valid_file_loads(tmp_path):
     res = load(write(tmp_path / "r.jsonl"))
     assert res.env["torch"] == ENV["torch"]
-    assert [r["point"]["T"] for r in res.ok()] == [10, 100]
+    assert [r.point.T for r in res.ok()] == [10, 100]
 
 
 def test_half_written_last_line_is_reported_and_left_alone(tmp_path, capsys):
@@ -77,7 +79,7 @@ def test_corrupt_json_in_the_middle_names_the_line(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("drop, message", [("status", "missing 'status'"), ("key", "missing 'key'")])
+@pytest.mark.parametrize("drop, message", [("status", "missing 'status'"), ("point", "missing 'point'")])
 def test_missing_fields(tmp_path, drop, message):
     rec = record(10, [1e-3] * 3)
     del rec[drop]
@@ -97,7 +99,7 @@ def _bad_point(rec):
 
 
 def _bad_key(rec):
-    rec["key"] = ["vectorised"]
+    rec["key"] = ["vectorised"]  # format 1 stored the key; a stored key must match the point
 
 
 def _missing_size(rec):
@@ -198,11 +200,41 @@ def test_resume_appends_and_refuses_another_environment(tmp_path):
         Writer(path, make_header({**ENV, "torch": "9.9"}, GRID, SETTINGS), resume=True)
     with Writer(path, make_header(ENV, GRID, SETTINGS), resume=True) as w:
         assert w.done == {key(point(10)), key(point(100))}
-        w.point(point(500), key(point(500)), "failed", error="OutOfMemoryError: no")
+        w.point(PointRecord(Point.from_dict(point(500)), "failed", error="OutOfMemoryError: no"))
     after = path.read_bytes()
     assert after.startswith(before)
     res = load(path)
-    assert res.by_key()[key(point(500))]["status"] == "failed"
+    assert res.by_key()[key(point(500))].status == "failed"
+
+
+# A file written by lstm-bench 0.1 (results format 1), verbatim but for the shortened header.
+FORMAT_1 = [
+    {"kind": "header", "format": "lstm-bench-results", "version": 1, "created": "2026-11-24T10:00:00+00:00",
+     "env": ENV, "grid": GRID, "settings": SETTINGS},
+    {"kind": "point", "key": "vectorised|T=10|B=1|I=64|H=64|cpu|float32", "point": point(10), "status": "ok",
+     "time": "2026-11-24T10:00:01+00:00",
+     "measurement": {"key": "vectorised|T=10|B=1|I=64|H=64|cpu|float32", "point": point(10),
+                     "forward_s": [4e-4, 5e-4], "forward_backward_s": [1e-3, 1.2e-3], "forward_median_s": 4.5e-4,
+                     "forward_backward_median_s": 1.1e-3, "saved_bytes": 1000, "peak_bytes": 3000,
+                     "flops_forward": 655360, "flops_forward_backward": 1966080, "gflops": 1.79,
+                     "max_rel_error": 2e-7, "threads": 2, "backend": "vectorised", "torch": "2.13.0+cpu"}},
+]
+
+
+def test_a_format_1_file_loads_and_resumes_in_format_1(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in FORMAT_1))
+    res = load(path)
+    (rec,) = res.ok()
+    assert rec.point.T == 10 and rec.measurement.forward_backward_s == (1e-3, 1.2e-3)
+    assert rec.measurement.saved_bytes == 1000 and rec.measurement.backend == "vectorised"
+    assert rec.gflops == pytest.approx(1966080 / 1.1e-3 / 1e9)  # derived from the point, as format 1 stored it
+    header = {**FORMAT_1[0], "version": 2}  # what a sweep of today would write
+    with Writer(path, header, resume=True) as w:
+        w.point(PointRecord(Point.from_dict(point(100)), "skipped", reason="too slow"))
+    appended = json.loads(path.read_text().splitlines()[-1])
+    assert appended["key"] == key(point(100))  # format 1 readers need the key
+    assert load(path).by_key()[key(point(100))].reason == "too slow"
 
 
 def test_unreadable_file_is_one_line(tmp_path, capsys):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lstm_bench import compare, get_impl, make_case
+from lstm_bench import agreement, get_impl, make_case
 from lstm_bench.tolerance import FLOOR, check_against_reference, compare_tensors, sensitivity
 
 EPS32 = torch.finfo(torch.float32).eps
@@ -28,7 +28,7 @@ def pair():
 
 def test_identical_results_pass_and_report_zero(pair):
     _, ref = pair
-    report = compare(ref, ref)
+    report = agreement(ref, ref)
     assert report.passed and report.max_rel == 0.0
     assert len(report.rows) == 10
 
@@ -41,7 +41,7 @@ def test_nan_or_inf_anywhere_fails(pair, bad, where):
     poisoned[0, 0] = bad
     broken = _with(ref, "d_weight_hh", poisoned)
     a, b = (broken, ref) if where == "result" else (ref, broken)
-    report = compare(a, b, sensitivity={k: 1e9 for k in ref.tensors()})  # even a huge bound
+    report = agreement(a, b, sensitivity={k: 1e9 for k in ref.tensors()})  # even a huge bound
     assert not report.passed
     assert [r.name for r in report.failures] == ["d_weight_hh"]
     assert "NaN/Inf" in report.failures[0].note
@@ -51,9 +51,9 @@ def test_float64_is_strict(pair):
     """An error of 1e-12 of scale is far above float64 rounding and must fail."""
     _, ref = pair
     out = ref.output + 1e-12 * ref.output.abs().max()
-    assert not compare(_with(ref, "output", out), ref).passed
+    assert not agreement(_with(ref, "output", out), ref).passed
     out = ref.output + 1e-16 * ref.output.abs().max()
-    assert compare(_with(ref, "output", out), ref).passed
+    assert agreement(_with(ref, "output", out), ref).passed
 
 
 def test_float32_floor_is_relative_to_scale():
@@ -86,7 +86,7 @@ def test_float32_bound_tracks_conditioning():
         w = ref.grads["weight_hh"].clone()
         w[0, 0] += err
         got = _with(ref, "d_weight_hh", w).to(torch.float32)
-        assert compare(got, ref, sensitivity=sens).passed is expect
+        assert agreement(got, ref, sensitivity=sens).passed is expect
 
 
 def test_report_prints_a_table(pair):
@@ -104,6 +104,6 @@ def test_report_prints_a_table(pair):
 def test_shape_mismatch_is_a_clear_error(pair):
     _, ref = pair
     with pytest.raises(ValueError, match=r"cannot compare output: shape \(6, 3, 4\) against reference \(7, 3, 4\)"):
-        compare(_with(ref, "output", ref.output[:-1]), ref)
+        agreement(_with(ref, "output", ref.output[:-1]), ref)
     with pytest.raises(ValueError, match="reference must be an lstm_bench.Result"):
-        compare(ref, {"output": 1})
+        agreement(ref, {"output": 1})

@@ -1,13 +1,13 @@
 """Gradient flow through time in recurrent networks.
 
-- `norms`: per-step dL/dx_t, dL/dh_t, dL/dc_t (LSTM from the manual BPTT paths)
+- `norms`: per-step dL/dx_t, dL/dh_t, dL/dc_t (LSTM from the manual BPTT implementations)
 - `jacobian`: exact decomposition of dc_t/dc_{t-1} and d(c_t, h_t)/d(c_{t-1}, h_{t-1})
 - `forget`: forget-gate statistics, span products, `simulate_gradient_decay`
 - `memory_length`: effective memory length at a threshold
 - `init`: forget-bias and chrono initialisation of nn.LSTM
 - `diagnostics`: hook-based per-layer gradient report (context manager)
 - `study`: RNN/GRU/LSTM comparison and the initialisation study
-- `plots`, `cli`: PNGs and the `lstm-bench flow` command
+- `plots`: the PNGs of `lstm-bench flow` (the command itself is `lstm_bench.cli.flow`)
 """
 from .diagnostics import DiagnosticsReport, GradientDiagnostics
 from .forget import decay_table, forget_stats, simulate_gradient_decay, span_products, steps_to_fall

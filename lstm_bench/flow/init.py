@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from ..contract import gate_slice
 from .models import CHRONO_SEED_OFFSET
 
 INITS = ("pytorch", "bias 0", "bias 1", "bias 2", "chrono")
@@ -43,8 +44,8 @@ def set_forget_bias_(lstm: nn.Module, value: float) -> nn.Module:
     H = lstm.hidden_size
     with torch.no_grad():
         for b_ih, b_hh in _lstm_biases(lstm):
-            b_ih[H:2 * H] = value
-            b_hh[H:2 * H] = 0.0
+            b_ih[gate_slice("f", H)] = value
+            b_hh[gate_slice("f", H)] = 0.0
     return lstm
 
 
@@ -61,9 +62,10 @@ def chrono_init_(lstm: nn.Module, t_max: float, *, seed: int = 0) -> nn.Module:
         for b_ih, b_hh in _lstm_biases(lstm):
             u = 1 + torch.rand(H, dtype=torch.float64, generator=gen) * (t_max - 2)
             b_f = torch.log(u).to(b_ih)
-            b_ih[H:2 * H] = b_f
-            b_ih[:H] = -b_f
-            b_hh[:2 * H] = 0.0
+            b_ih[gate_slice("f", H)] = b_f
+            b_ih[gate_slice("i", H)] = -b_f
+            b_hh[gate_slice("i", H)] = 0.0
+            b_hh[gate_slice("f", H)] = 0.0
     return lstm
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..contract import GATES, Case
+from ..contract import Case, gate_slices
 from ..impls import vectorised
 
 VIA = ("i", "f", "g")
@@ -44,7 +44,7 @@ def _split(gates: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 def _gate_rows(weight_hh: torch.Tensor) -> dict[str, torch.Tensor]:
     H = weight_hh.shape[1]
-    return {k: weight_hh[n * H:(n + 1) * H] for n, k in enumerate(GATES)}
+    return {k: weight_hh[rows] for k, rows in gate_slices(H).items()}
 
 
 def cell_from_hidden_terms(gates: torch.Tensor, c_prev: torch.Tensor, weight_hh: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ RNN and GRU steps written out.
 Every model is a PyTorch module: `nn.RNN` (tanh or relu), `nn.GRU`, `nn.LSTM`. For RNN and
 GRU the analysis runs its own step loop with the module's layer-0 weights, so that every
 hidden state h_t is a node of the graph and dL/dh_t can be read off it; for the LSTM the
-manual BPTT paths of `lstm_bench.impls` compute dL/dh_t and dL/dc_t. Equations in
+manual BPTT implementations of `lstm_bench.impls` compute dL/dh_t and dL/dc_t. Equations in
 PyTorch's conventions (gate orders as in its parameter layout):
 
     RNN:  h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)

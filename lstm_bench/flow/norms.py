@@ -8,7 +8,7 @@ The loss is a weighted sum of the outputs h_1..h_T with zero initial states:
 Samples are the batch: the loss is a sum over the batch, so the gradient of sample b
 depends on sample b alone, and one backward gives every sample's curve.
 
-For an LSTM, dL/dh_t and dL/dc_t are read straight from a manual BPTT path
+For an LSTM, dL/dh_t and dL/dc_t are read straight from a manual BPTT implementation
 (`lstm_bench.impls.vectorised` or `reference`, `state_grads=True`), whose backward loop
 computes them; for RNN and GRU from autograd, with every h_t a node of the graph.
 """
@@ -24,7 +24,7 @@ from ..impls import reference, vectorised
 from .models import check_single_layer, gru_step, kind_of, layer_weights, rnn_step
 
 LOSSES = ("last", "every")
-MANUAL_PATHS = {"vectorised": vectorised.run, "reference": reference.run}
+MANUAL_IMPLS = {"vectorised": vectorised.run, "reference": reference.run}
 
 
 def check_loss(loss: object) -> str:
@@ -72,10 +72,10 @@ def lstm_case(model: nn.LSTM, x: torch.Tensor, loss: str = "last") -> Case:
                 d_output=upstream(x, H, loss), d_h_n=zeros.clone(), d_c_n=zeros.clone())
 
 
-def step_gradients(model: nn.Module, x: torch.Tensor, *, loss: str = "last", path: str = "vectorised") -> StepGrads:
+def step_gradients(model: nn.Module, x: torch.Tensor, *, loss: str = "last", impl: str = "vectorised") -> StepGrads:
     """dL/dx_t, dL/dh_t (and dL/dc_t for an LSTM) for t = 1..T; x is (T, B, I), time-major.
 
-    `path` picks the manual BPTT path for LSTMs ("vectorised" or "reference").
+    `impl` picks the manual BPTT implementation for LSTMs ("vectorised" or "reference").
     """
     model = check_single_layer(model)
     check_loss(loss)
@@ -84,9 +84,9 @@ def step_gradients(model: nn.Module, x: torch.Tensor, *, loss: str = "last", pat
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     kind = kind_of(model)
     if kind == "LSTM":
-        if path not in MANUAL_PATHS:
-            raise ValueError(f"path must be one of {sorted(MANUAL_PATHS)}, got {path!r}")
-        result = MANUAL_PATHS[path](lstm_case(model, x, loss), state_grads=True)
+        if impl not in MANUAL_IMPLS:
+            raise ValueError(f"impl must be one of {sorted(MANUAL_IMPLS)}, got {impl!r}")
+        result = MANUAL_IMPLS[impl](lstm_case(model, x, loss), state_grads=True)
         return StepGrads(kind, result.grads["x"], result.d_h, result.d_c)
     return _autograd_step_grads(model, x, loss)
 

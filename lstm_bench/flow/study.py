@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..contract import check_dtype, check_positive_int
+from ..contract import check_dtype
+from ..values import check_positive_int
 from ..devices import check_device
 from .forget import forget_stats, forget_values
 from .init import apply_init_

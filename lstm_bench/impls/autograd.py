@@ -1,5 +1,7 @@
 """Autograd BPTT: the forward of `lstm_bench.contract` in torch ops, gradients by
-`torch.autograd.grad` with the case's upstream gradients (the seed notebook's baseline)."""
+`torch.autograd.grad` with the case's upstream gradients (the seed notebook's baseline).
+
+`Graph` and `backward` serve every implementation whose backward is autograd's (`nn_lstm` too)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,22 +13,19 @@ from ..contract import GRAD_NAMES, Case, Result
 
 @dataclass
 class Graph:
-    inputs: tuple[torch.Tensor, ...]  # leaves in GRAD_NAMES order
-    output: torch.Tensor
-    h_n: torch.Tensor
-    c_n: torch.Tensor
+    """A forward built under autograd: what `backward` differentiates."""
+
+    inputs: tuple[torch.Tensor, ...]  # the tensors of GRAD_NAMES, in that order, requiring grad
+    output: torch.Tensor  # (T, B, H)
+    h_n: torch.Tensor  # (B, H)
+    c_n: torch.Tensor  # (B, H)
+    backend: str = "autograd"  # what ran, for Result.backend
 
 
 def leaves(case: Case) -> tuple[torch.Tensor, ...]:
     """Detached copies (no data copied) of the case's differentiable tensors, in GRAD_NAMES order."""
     w = case.weights
     return tuple(t.detach().requires_grad_() for t in (case.x, case.h0, case.c0, *w.as_tuple()))
-
-
-def grads_of(graph_outputs, inputs, case: Case) -> dict[str, torch.Tensor]:
-    """dL/d(inputs) for L = <output, d_output> + <h_n, d_h_n> + <c_n, d_c_n>."""
-    grads = torch.autograd.grad(graph_outputs, inputs, (case.d_output, case.d_h_n, case.d_c_n))
-    return dict(zip(GRAD_NAMES, grads))
 
 
 def forward(case: Case) -> Graph:
@@ -44,8 +43,11 @@ def forward(case: Case) -> Graph:
 
 
 def backward(case: Case, graph: Graph) -> Result:
-    grads = grads_of((graph.output, graph.h_n, graph.c_n), graph.inputs, case)
-    return Result(graph.output.detach(), graph.h_n.detach(), graph.c_n.detach(), grads, backend="autograd")
+    """dL/d(inputs) for L = <output, d_output> + <h_n, d_h_n> + <c_n, d_c_n>, by torch.autograd.grad."""
+    grads = torch.autograd.grad((graph.output, graph.h_n, graph.c_n), graph.inputs,
+                                (case.d_output, case.d_h_n, case.d_c_n))
+    return Result(graph.output.detach(), graph.h_n.detach(), graph.c_n.detach(), dict(zip(GRAD_NAMES, grads)),
+                  backend=graph.backend)
 
 
 def run(case: Case) -> Result:

@@ -1,4 +1,4 @@
-"""torch.nn.LSTM loaded with the case's weights, gradients by autograd.
+"""torch.nn.LSTM loaded with the case's weights, gradients by autograd (`autograd.backward`).
 
 `nn_lstm` lets PyTorch pick its fastest kernel: cuDNN on CUDA, oneDNN (mkldnn) on
 CPU where it applies (float32 and bfloat16; float64 falls back to ATen's kernel).
@@ -8,26 +8,16 @@ CPU where it applies (float32 and bfloat16; float64 falls back to ATen's kernel)
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
 from ..contract import Case, Result
-from .autograd import grads_of
+from .autograd import Graph, backward
 
 # One module is kept and refilled per call, so that a timed call does not pay for
 # nn.LSTM's construction and random initialisation; only a weight copy remains.
 _module_cache: dict[tuple, torch.nn.LSTM] = {}
-
-
-@dataclass
-class Graph:
-    inputs: tuple[torch.Tensor, ...]  # x, h0, c0 leaves then the module's parameters, in GRAD_NAMES order
-    output: torch.Tensor
-    h_n: torch.Tensor
-    c_n: torch.Tensor
-    backend: str
 
 
 @contextlib.contextmanager
@@ -88,11 +78,6 @@ def forward(case: Case) -> Graph:
 def forward_native(case: Case) -> Graph:
     with native_kernels():
         return forward(case)
-
-
-def backward(case: Case, graph: Graph) -> Result:
-    grads = grads_of((graph.output, graph.h_n, graph.c_n), graph.inputs, case)
-    return Result(graph.output.detach(), graph.h_n.detach(), graph.c_n.detach(), grads, backend=graph.backend)
 
 
 def run(case: Case) -> Result:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..contract import GATES, Case, Result
+from ..contract import GATES, Case, Result, gate_slices
 
 
 @dataclass
@@ -45,11 +45,11 @@ class Cache:
 def _per_gate(case: Case) -> tuple[dict, dict, dict]:
     """Split nn.LSTM's stacked parameters into per-gate W_k (H, I), U_k (H, H), b_k (H,)."""
     w = case.weights
-    H = case.sizes[3]
+    rows = gate_slices(case.sizes[3])
     b = w.bias_ih + w.bias_hh
-    W = {k: w.weight_ih[n * H:(n + 1) * H] for n, k in enumerate(GATES)}
-    U = {k: w.weight_hh[n * H:(n + 1) * H] for n, k in enumerate(GATES)}
-    bias = {k: b[n * H:(n + 1) * H] for n, k in enumerate(GATES)}
+    W = {k: w.weight_ih[rows[k]] for k in GATES}
+    U = {k: w.weight_hh[rows[k]] for k in GATES}
+    bias = {k: b[rows[k]] for k in GATES}
     return W, U, bias
 
 

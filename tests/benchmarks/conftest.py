@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lstm_bench.grid import Point, skip_reason
-from lstm_bench.measure import grid_from_env
+from lstm_bench.grid import grid_from_env
 
 
 def pytest_generate_tests(metafunc):

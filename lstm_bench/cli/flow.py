@@ -1,24 +1,24 @@
-"""`lstm-bench flow` (also `python -m lstm_bench.flow`): both studies, tables, JSON and PNG plots.
+"""`lstm-bench flow` (also `python -m lstm_bench flow`): both gradient-flow studies, tables, JSON, PNGs.
 
-`add_arguments(parser)` adds the flags to a parser; `run(args)` runs and returns the exit
-code (0; a bad argument raises ValueError, which the caller reports as a usage error).
+The studies are `lstm_bench.flow`'s; this module parses the flags, prints the tables
+and writes flow.json and the plots. Its flags are its own (everything after `flow` on
+the command line): `add_arguments(parser)` adds them, `run(args)` runs.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from ..cli import positive_int
-from ..cli import table as text_table
-from .forget import decay_table
-from .memory_length import check_threshold
-from .study import Settings, compare_models, fmt, init_study
+from .. import strict_json
+from ..flow.forget import decay_table
+from ..flow.memory_length import check_threshold
+from ..flow.study import Settings, compare_models, fmt, init_study
+from .args import Parser, positive_int
+from .output import table as text_table
 
 DISTANCES = (0, 1, 2, 5, 10, 20, 50)
 
@@ -70,7 +70,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
 
 
 def table(headers: list[str], rows: list[list]) -> str:
-    """lstm_bench.cli.table of the cells formatted by `study.fmt` (first column left-aligned)."""
+    """`output.table` of the cells formatted by `study.fmt` (first column left-aligned)."""
     return text_table(headers, [[fmt(v) for v in row] for row in rows])
 
 
@@ -139,11 +139,10 @@ def run(args: argparse.Namespace) -> int:
         "decay_table": decay_table(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = finite_json(doc)
-    (out_dir / "flow.json").write_text(json.dumps(doc, indent=1, allow_nan=False))
+    (out_dir / "flow.json").write_text(strict_json.dumps(doc, indent=1))
 
     if args.json:
-        print(json.dumps(doc, allow_nan=False))
+        print(strict_json.dumps(doc))
     else:
         dist = "distance from loss" if settings.loss == "last" else "distance from the last step"
         print(f"\nRNN vs GRU vs LSTM (decay = ‖∂L/∂·_1‖ / ‖∂L/∂·_T‖, geometric mean over seeds; "
@@ -169,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _plots(models, inits, out_dir: Path, settings: Settings, say) -> list[Path]:
     try:
-        from . import plots
+        from ..flow import plots
         plots.pyplot()
     except ImportError as err:
         print(f"lstm-bench flow: warning: no PNG plots: {err}", file=sys.stderr)
@@ -192,16 +191,14 @@ def _plots(models, inits, out_dir: Path, settings: Settings, say) -> list[Path]:
     ]
 
 
-def finite_json(obj):
-    """A copy of `obj` that strict JSON can hold: non-finite floats become the strings "nan",
-    "inf", "-inf" (json.dumps would write NaN/Infinity, which is not JSON), tensors lists,
-    tuples lists; dicts and lists are cleaned recursively. Dump it with allow_nan=False."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, torch.Tensor):
-        return finite_json(obj.tolist())
-    if isinstance(obj, dict):
-        return {key: finite_json(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(value) for value in obj]
-    return obj
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    # Everything after `flow` goes to the flow parser (`main` hands it over before argparse
+    # sees it); this entry only lists the command in `lstm-bench --help`.
+    sub.add_parser("flow", help="gradient flow through time (see lstm-bench flow --help)", add_help=False)
+
+
+def main(argv: list[str]) -> int:
+    """`lstm-bench flow ARGV...`: parse with the flow flags and run."""
+    parser = Parser(prog="lstm-bench flow", description="Gradient flow through time")
+    add_arguments(parser)
+    return int(run(parser.parse_args(argv)) or 0)

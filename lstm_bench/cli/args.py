@@ -1,0 +1,91 @@
+"""What every command shares: exit codes, the one-line usage error, and argument types.
+
+Exit codes: 0 fine, 1 a check failed / a point failed / a regression, 2 bad input (one
+line on stderr, never a traceback; LSTM_BENCH_DEBUG=1 for one), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Sequence
+
+from ..values import parse_fraction, parse_int, parse_probability
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input on the command line: reported as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `lstm-bench bench: argument -T: ... (see lstm-bench bench --help)`."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def warn(msg: str) -> None:
+    print(f"lstm-bench: warning: {msg}", file=sys.stderr)
+
+
+def error(msg: str) -> None:
+    print(f"lstm-bench: error: {msg}", file=sys.stderr)
+
+
+def arg_type(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    """An argparse type from a parser of `lstm_bench.values` (its ValueError becomes argparse's error)."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    convert.__name__ = name
+    return convert
+
+
+positive_int = arg_type(parse_int, "positive_int")
+non_negative_int = arg_type(lambda t: parse_int(t, minimum=0), "non_negative_int")
+fraction = arg_type(parse_fraction, "fraction")
+probability = arg_type(parse_probability, "probability")
+
+
+def list_of(kind: Callable[[str], Any]) -> Callable[[str], list]:
+    """A comma-separated list of `kind`: "10,100" -> [10, 100]; an empty list is an error, not the default."""
+    def parse(text: str) -> list:
+        parts = [part.strip() for part in text.split(",")]
+        if not any(parts) or not all(parts):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of values, got {text!r}")
+        return [kind(part) for part in parts]
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+def flatten(values: Sequence[Sequence[Any]] | None) -> list | None:
+    """`-T 10,100 -T 500` gives [10, 100, 500] (repeats dropped); None when the flag was not given."""
+    if not values:
+        return None
+    out: list = []
+    for group in values:
+        for v in group:
+            if v not in out:
+                out.append(v)
+    return out
+
+
+def add_sizes(parser: argparse.ArgumentParser, what: str) -> None:
+    """-T -B -I -H, each a comma list, repeatable."""
+    for flag, name in (("T", "sequence length"), ("B", "batch size"), ("I", "input size"), ("H", "hidden size")):
+        parser.add_argument(f"-{flag}", dest=flag, type=list_of(positive_int), action="append", metavar="N[,N...]",
+                            help=f"{name} ({what})")
+
+
+def add_impls(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--impl", type=list_of(str), action="append", metavar="NAME|module:function",
+                        help=f"implementations, registered names or module:function / file.py:function "
+                             f"(default: {default}); repeatable")
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: $LSTM_BENCH_THREADS, "
+                                                             "else min(4, CPUs))")

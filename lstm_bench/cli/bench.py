@@ -1,0 +1,141 @@
+"""`lstm-bench bench`: a sweep of the grid, appended point by point to a JSON-lines file.
+
+The axes default to `BENCH_GRID` (`--quick`: `QUICK_GRID`); each flag replaces one axis.
+The sweep itself is `lstm_bench.sweep.run_sweep`; this module parses the flags, shows
+progress, and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..grid import BENCH_GRID, QUICK_GRID, Grid
+from ..records import PointRecord
+from ..registry import resolve_impls
+from ..results import ResultsFile, load
+from ..stats import quartiles
+from ..sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
+from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, flatten,
+                   list_of, non_negative_int, positive_int)
+from .output import ProgressBar, human_bytes, human_duration, table
+
+
+def grid_from_args(args: argparse.Namespace) -> Grid:
+    """BENCH_GRID (QUICK_GRID with --quick) with the axes the flags name replaced."""
+    base = QUICK_GRID if args.quick else BENCH_GRID
+    axes: dict[str, Any] = {}
+    impls = resolve_impls(flatten(args.impl) or [])
+    if impls:
+        axes["impls"] = tuple(impls)
+    for flag, axis in (("T", "T"), ("H", "H"), ("B", "B"), ("I", "I"), ("device", "devices"), ("dtype", "dtypes")):
+        values = flatten(getattr(args, flag))
+        if values:
+            axes[axis] = tuple(values)
+    return base.replace(**axes) if axes else base
+
+
+def _spread(samples) -> float:
+    """Half the interquartile range relative to the median (a robust ±)."""
+    q1, med, q3 = quartiles(samples)
+    return (q3 - q1) / 2 / med if med > 0 else float("nan")
+
+
+def sweep_table(results: ResultsFile) -> str:
+    """The sweep's table (one row per point that was not skipped), then what each empty cell means."""
+    peaks = results.env.get("matmul_peak_gflops", {})
+    rows, no_halves = [], []
+    for rec in results.by_key().values():
+        p = rec.point
+        head = [p.impl, p.T, p.B, p.H, p.device]
+        if rec.status == "skipped":
+            continue
+        if rec.status != "ok":
+            rows.append(head + ["-"] * 7 + [f"{rec.status.upper()}: {rec.error[:70]}"])
+            continue
+        m = rec.measurement
+        if not m.has_halves and p.impl not in no_halves:
+            no_halves.append(p.impl)
+        peak = peaks.get(f"{p.device}/{p.dtype}")
+        pct = f"{100 * rec.gflops / peak:.0f}%" if peak else "-"
+        err = m.max_rel_error
+        spread = f"±{100 * _spread(m.forward_backward_s):.0f}%"
+        rows.append(head + [f"{human_duration(m.forward_backward_median_s)} {spread}",
+                            human_duration(m.forward_median_s), f"{rec.gflops:.1f}", pct,
+                            human_bytes(m.saved_bytes), human_bytes(m.peak_bytes),
+                            f"{err:.1e}" if err is not None else "-", "ok"])
+    out = table(["impl", "T", "B", "H", "device", "fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak",
+                 "saved", "peak mem", "max rel err", "status"], rows, left=(0, 4, -1))
+    notes = []
+    if no_halves:
+        notes.append(f"fwd, saved, peak mem are '-' for {', '.join(no_halves)}: registered without forward/"
+                     f"backward halves, so only the whole call is timed (give register_impl forward= and "
+                     f"backward=, or set .forward and .backward on the function, to measure them)")
+    settings = results.settings
+    if not settings.get("memory", True):
+        notes.append("saved, peak mem: not measured (--no-memory)")
+    if not settings.get("accuracy", True):
+        notes.append("max rel err: not measured (--no-accuracy)")
+    if not peaks and rows:
+        notes.append("% peak: the matmul peak was not measured (--no-peak)")
+    return "\n".join([out] + notes)
+
+
+def skip_lines(records: list[PointRecord]) -> list[str]:
+    """One line per distinct skip reason, with how many points it covers."""
+    reasons: dict[str, int] = {}
+    for r in records:
+        if r.status == "skipped":
+            reasons[r.reason] = reasons.get(r.reason, 0) + 1
+    return [f"skipped {n} point(s): {reason}" for reason, n in reasons.items()]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="sweep the grid; results appended to a JSON-lines file point by point")
+    add_impls(p, "the grid's")
+    add_sizes(p, "default: the grid's axis; I defaults to H")
+    p.add_argument("--device", type=list_of(str), action="append", help="devices (default cpu,cuda)")
+    p.add_argument("--dtype", type=list_of(str), action="append", help="dtypes (default float32)")
+    p.add_argument("--quick", action="store_true", help="start from QUICK_GRID instead of BENCH_GRID")
+    p.add_argument("--out", help="results file (default lstm-bench-YYYYmmdd-HHMMSS.jsonl; never overwritten)")
+    p.add_argument("--resume", action="store_true", help="continue --out, skipping the points already in it")
+    p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS)
+    p.add_argument("--warmup", type=non_negative_int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    add_threads(p)
+    p.add_argument("--no-accuracy", action="store_true", help="skip the max-rel-error measurement")
+    p.add_argument("--no-memory", action="store_true", help="skip the saved/peak memory measurement")
+    p.add_argument("--no-peak", action="store_true", help="do not measure the matmul peak")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out FILE, the results file of the sweep to continue")
+    grid = grid_from_args(args)
+    out = Path(args.out or time.strftime("lstm-bench-%Y%m%d-%H%M%S.jsonl"))
+    settings = SweepSettings(repeats=args.repeats, warmup=args.warmup, seed=args.seed,
+                             accuracy=not args.no_accuracy, memory=not args.no_memory)
+    try:
+        outcome = run_sweep(grid, out, settings=settings, threads=args.threads, peak=not args.no_peak,
+                            resume=args.resume, observer=ProgressBar(enabled=not args.no_progress))
+    except KeyboardInterrupt:
+        done = len(load(out).records) if out.exists() else 0
+        how = "--resume" if args.out else f"--out {out} --resume"
+        print(f"lstm-bench: interrupted; {done} finished points are safe in {out}. Resume with the same "
+              f"command plus {how}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    results, counts = outcome.results, outcome.counts
+    print(sweep_table(results))
+    for line in skip_lines(results.records):
+        print(line)
+    peaks = results.env.get("matmul_peak_gflops", {})
+    if peaks:
+        print("% peak: GFLOP/s (GEMM FLOPs of forward+backward, lstm_bench/flops.py) over this machine's "
+              "measured matmul peak: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()))
+    print(f"{counts['ok']} measured, {counts['failed']} failed, {counts['skipped']} skipped"
+          + (f", {counts['resumed']} already in the file" if counts["resumed"] else "") + f"; results in {out}")
+    return EXIT_FAIL if outcome.failed else EXIT_OK

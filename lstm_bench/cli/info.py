@@ -1,0 +1,47 @@
+"""`lstm-bench info`: the environment a result is recorded with (`lstm_bench.machine.environment`)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..contract import check_dtype
+from ..devices import check_device
+from ..machine import environment
+from ..peak import peaks
+from ..timing import set_threads
+from .args import EXIT_OK, add_threads
+from .output import table
+
+
+def flatten(env: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested keys joined with dots: {"backends": {"cudnn": {...}}} -> ("backends.cudnn.version", ...)."""
+    out: list[tuple[str, Any]] = []
+    for key, val in env.items():
+        name = f"{prefix}.{key}" if prefix else key
+        out += flatten(val, name) if isinstance(val, dict) else [(name, val)]
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="the environment a result is recorded with")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-peak", action="store_true", help="do not measure (or read) the matmul peak")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    add_threads(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_device(args.device)
+    dtype = str(check_dtype(args.dtype)).replace("torch.", "")
+    threads = set_threads(args.threads)
+    env = environment(threads=threads)
+    if not args.no_peak:
+        env["matmul_peak_gflops"] = peaks([(args.device, dtype)], threads)
+    if args.json:
+        print(json.dumps(env, indent=1))
+    else:
+        print(table(["field", "value"], flatten(env), left=2))
+    return EXIT_OK

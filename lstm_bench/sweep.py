@@ -1,0 +1,192 @@
+"""Running a sweep: every point of a grid measured and appended to a results file.
+
+    run_sweep(grid, out) ─┬─ set_threads(threads)               lstm_bench.timing
+                          ├─ environment() + peaks()            lstm_bench.machine, lstm_bench.peak
+                          ├─ Writer(out, header, resume)        lstm_bench.results
+                          └─ for each point not yet in `out`:
+                               skip_reason(point)               lstm_bench.grid
+                               measure_point(point, ...)        lstm_bench.measure -> timing.time_fn
+                               writer.point(PointRecord)        one fsync'ed line per point
+
+`bench`, the main job and the tests all call `run_sweep`; what is shown while it runs
+is up to the caller's `SweepObserver` (the command line draws a progress bar).
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .grid import Grid, Point, skip_reason
+from .machine import environment
+from .measure import measure_point
+from .peak import peaks
+from .records import PointRecord
+from .results import ResultsError, ResultsFile, Writer, load, make_header
+from .timing import set_threads
+from .values import check_int
+
+# 7 repeats a point keep the exact Mann-Whitney test of `compare` able to reach
+# alpha = 0.05 after Holm's correction over up to 86 points (min p = 2 / C(14, 7)).
+DEFAULT_REPEATS = 7
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How each point is measured (`measure_point`'s arguments); stored in the results file's header."""
+
+    repeats: int = DEFAULT_REPEATS
+    warmup: int = 1
+    seed: int = 0
+    accuracy: bool = True
+    memory: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("repeats", self.repeats, 1)
+        check_int("warmup", self.warmup, 0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def grid_dict(grid: Grid) -> dict:
+    """The grid's axes as stored in a results file's header."""
+    return {k: (list(v) if v is not None else None) for k, v in dataclasses.asdict(grid).items()}
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep is about to do: handed to the observer before the first point."""
+
+    out: Path
+    points: list[Point]  # the whole grid, skipped points included
+    todo: list[Point]  # not yet in the file
+    skip_reasons: list[str | None]  # per point of `todo`
+    threads: int
+    settings: SweepSettings
+
+    @property
+    def runnable(self) -> int:
+        return sum(skip_reason(p) is None for p in self.points)
+
+
+class SweepObserver:
+    """Hooks called while a sweep runs; the default does nothing. `seconds_left` may be None."""
+
+    def started(self, plan: SweepPlan) -> None: ...
+
+    def measuring(self, index: int, point: Point, seconds_left: float | None) -> None: ...
+
+    def measured(self, index: int, record: PointRecord, seconds_left: float | None) -> None: ...
+
+    def finished(self, interrupted: bool) -> None: ...
+
+
+@dataclass
+class SweepOutcome:
+    """The results file after the sweep, and how this sweep's points ended."""
+
+    results: ResultsFile
+    counts: dict[str, int] = field(default_factory=dict)  # ok, failed, skipped, resumed
+
+    @property
+    def failed(self) -> bool:
+        """A point of the file (this sweep's or an earlier one's) ended in failure."""
+        return any(r.status == "failed" for r in self.results.by_key().values())
+
+
+class _TimeLeft:
+    """Seconds left, from the work done so far: elapsed / work_done * work_left.
+
+    Work is the FLOPs of each point times the calls it makes, since a T=500 point costs
+    50x a T=10 one; skipped points weigh nothing."""
+
+    def __init__(self, weights: Sequence[float]) -> None:
+        self.weights = list(weights)
+        self.total = sum(self.weights)
+        self.done = 0.0
+        self.t0 = time.perf_counter()
+
+    def advance(self, index: int) -> None:
+        self.done += self.weights[index]
+
+    def seconds_left(self) -> float | None:
+        if self.done <= 0:
+            return None
+        return (time.perf_counter() - self.t0) / self.done * (self.total - self.done)
+
+
+def _release_memory(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def run_sweep(grid: Grid, out: str | Path, *, settings: SweepSettings = SweepSettings(), threads: int | None = None,
+              peak: bool = True, resume: bool = False, observer: SweepObserver | None = None) -> SweepOutcome:
+    """Measure every point of `grid` not yet in `out`, appending each point's record as it finishes.
+
+    `out` must not exist, unless `resume`, which continues that file (refused when it was
+    recorded under another torch, thread count, grid or settings). `threads` fixes torch's
+    CPU threads (default `timing.default_threads()`); `peak` measures (or reads the cached)
+    matmul peak of each device and dtype swept, for "% of peak". A point that raises is
+    recorded as failed and the sweep goes on. KeyboardInterrupt propagates once the file is
+    closed: every finished point is in it, and `resume=True` continues from there.
+    """
+    observer = observer or SweepObserver()
+    out = Path(out)
+    threads = set_threads(threads)
+    points = grid.points()
+    # Fail on the file before spending seconds on the peak (Writer checks again, atomically).
+    if resume:
+        load(out)
+    elif out.exists():
+        raise ResultsError(f"{out}: already exists; pass --resume to continue that sweep, or choose another "
+                           f"--out (results are never overwritten)")
+    env = environment(threads=threads)
+    env["matmul_peak_gflops"] = peaks({(p.device, p.dtype) for p in points if skip_reason(p) is None},
+                                      threads) if peak else {}
+    counts = {"ok": 0, "failed": 0, "skipped": 0, "resumed": 0}
+    with Writer(out, make_header(env, grid_dict(grid), settings.as_dict()), resume=resume) as writer:
+        todo = [p for p in points if p.key not in writer.done]
+        counts["resumed"] = len(points) - len(todo)
+        reasons = [skip_reason(p) for p in todo]
+        plan = SweepPlan(out, points, todo, reasons, threads, settings)
+        clock = _TimeLeft([0.0 if r else p.flops * (settings.repeats + settings.warmup + 3)
+                           for p, r in zip(todo, reasons)])
+        observer.started(plan)
+        try:
+            for i, (point, reason) in enumerate(zip(todo, reasons)):
+                if reason is None:
+                    observer.measuring(i, point, clock.seconds_left())
+                record = writer.point(_measure(point, reason, threads, settings))
+                counts[record.status] += 1
+                clock.advance(i)
+                observer.measured(i, record, clock.seconds_left())
+        except KeyboardInterrupt:
+            observer.finished(interrupted=True)
+            raise
+        observer.finished(interrupted=False)
+    return SweepOutcome(load(out), counts)
+
+
+def _measure(point: Point, reason: str | None, threads: int, settings: SweepSettings) -> PointRecord:
+    """The record of one point: skipped with its reason, ok with its measurement, or failed with the error."""
+    if reason is not None:
+        return PointRecord(point, "skipped", reason=reason)
+    try:
+        m = measure_point(point, threads=threads, repeats=settings.repeats, warmup=settings.warmup,
+                          seed=settings.seed, accuracy=settings.accuracy, memory=settings.memory)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # OOM or a broken implementation: record it and go on
+        _release_memory(point.device)
+        return PointRecord(point, "failed", error=f"{type(err).__name__}: {err}".strip())
+    return PointRecord(point, "ok", m)
