@@ -111,6 +111,24 @@ class Case:
             device = check_device(device)
         return Case.from_tensors({k: v.to(dtype=dtype, device=device) for k, v in self.tensors().items()})
 
+    def narrow_batch(self, start: int, length: int) -> "Case":
+        """Sequences start..start+length-1 of the batch as a case of their own (the weights are shared)."""
+        batch_dim = {"x": 1, "d_output": 1, "h0": 0, "c0": 0, "d_h_n": 0, "d_c_n": 0}
+        return Case.from_tensors({k: v.narrow(batch_dim[k], start, length) if k in batch_dim else v
+                                  for k, v in self.tensors().items()})
+
+    def clone(self) -> "Case":
+        """A copy that shares no memory with this case (to see what an implementation changed in it)."""
+        return Case.from_tensors({k: v.clone() for k, v in self.tensors().items()})
+
+    def modified(self, pristine: "Case") -> list[str]:
+        """Names of the tensors that differ, bit for bit, from `pristine` (a `clone()` taken earlier).
+
+        Inputs, states, weights and upstream gradients are read-only in the contract: a
+        kernel that writes into them corrupts its caller's data, and every later call."""
+        before = pristine.tensors()
+        return [k for k, v in self.tensors().items() if not torch.equal(v, before[k])]
+
 
 @dataclass
 class Result:
@@ -248,7 +266,11 @@ def check_case(case: object) -> Case:
 
 
 def check_result(result: object, case: Case, impl: str = "?") -> Result:
-    """Raise ValueError unless `result` has the fields, keys and shapes the contract promises."""
+    """Raise ValueError unless `result` has the fields, keys, shapes, dtype and device the contract promises.
+
+    Every tensor of a result is in the case's dtype and on its device: a kernel that
+    returns bfloat16 for a float32 case has lost precision the case asked for, and one
+    that returns float64 has been judged against the wrong tolerance."""
     if not isinstance(result, Result):
         raise ValueError(f"implementation {impl!r} returned {type(result).__name__}, expected lstm_bench.Result")
     missing = set(GRAD_NAMES) - set(result.grads)
@@ -266,4 +288,7 @@ def check_result(result: object, case: Case, impl: str = "?") -> Result:
         if t.shape != expected[name]:
             raise ValueError(
                 f"implementation {impl!r} returned {name} of shape {tuple(t.shape)}, expected {tuple(expected[name])}")
+        if t.dtype != case.dtype or t.device != case.device:
+            raise ValueError(f"implementation {impl!r} returned {name} as {t.dtype} on {t.device}; the case is "
+                             f"{case.dtype} on {case.device}, and every result tensor must be too")
     return result

@@ -209,9 +209,10 @@ def skip_reason(point: Point) -> str | None:
         return f"impl {point.impl!r} is not registered (known: {sorted(all_impls())})"
     if point.device == "cuda" and not torch.cuda.is_available():
         return "device cuda not available here: torch.cuda.is_available() is False"
-    impl = get_impl(point.impl)
-    if point.device not in impl.devices:
-        return f"impl {point.impl!r} does not run on {point.device} (runs on {list(impl.devices)})"
+    declared = get_impl(point.impl).support.reason(device=point.device, dtype=point.dtype,
+                                                   sizes={"T": point.T, "B": point.B, "I": point.I, "H": point.H})
+    if declared is not None:
+        return f"impl {point.impl!r} {declared}"
     for rule in EXCLUSIONS:
         reason = rule.reason(point)
         if reason is not None:

@@ -28,14 +28,33 @@ def _truth(point: Point, seed: int) -> Result:
     return get_impl(ACCURACY_REFERENCE)(point.case(seed).to(dtype=torch.float64))
 
 
-def max_rel_error(impl: str | Impl, point: Point, *, seed: int = 0, case: Case | None = None) -> tuple[float, str]:
-    """(max relative error against the float64 reference, backend that ran) at `point`."""
+def max_rel_error(impl: str | Impl, point: Point, *, seed: int = 0, case: Case | None = None,
+                  result: Result | None = None) -> tuple[float, str]:
+    """(max relative error against the float64 reference, backend that ran) at `point`; NaN when
+    the result holds NaN or Inf. `result` is the implementation's result on the point's case, if
+    already computed."""
     from .tolerance import agreement
 
     impl = get_impl(impl) if isinstance(impl, str) else impl
-    got = impl(point.case(seed) if case is None else case)
+    got = result if result is not None else impl(point.case(seed) if case is None else case)
     truth = _truth(dataclasses.replace(point, impl=ACCURACY_REFERENCE), seed)
     return agreement(got, truth).max_rel, got.backend
+
+
+def validated_result(impl: Impl, case: Case) -> Result:
+    """One call of `impl` on `case`, outside any timed region, that must be sound to measure:
+    a result of the contract's shapes, dtype and device (`Impl.__call__`), every value finite,
+    and the case left unchanged. ValueError naming what is wrong otherwise, so that `bench`
+    records the point as failed instead of timing a broken kernel."""
+    pristine = case.clone()
+    result = impl(case)
+    non_finite = [name for name, t in result.tensors().items() if not bool(torch.isfinite(t).all())]
+    if non_finite:
+        raise ValueError(f"{impl.name} returned NaN or Inf in {', '.join(non_finite)}")
+    modified = case.modified(pristine)
+    if modified:
+        raise ValueError(f"{impl.name} modified case.{', case.'.join(modified)} in place (inputs are read-only)")
+    return result
 
 
 def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5, warmup: int = 1, seed: int = 0,
@@ -43,6 +62,7 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     """Time forward and forward+backward of `point`, and measure its memory and accuracy.
 
     `threads` fixes torch's CPU thread count first (default `timing.default_threads()`).
+    Before anything is timed, one call must give a sound result (`validated_result`).
     Raises ValueError naming the reason when `skip_reason(point)` is not None.
     An implementation registered without a forward/backward split gets its whole call
     timed as forward+backward; its forward times and memory figures are left empty.
@@ -54,6 +74,7 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     impl = get_impl(point.impl)
     case = point.case(seed)
     has_halves = impl.forward is not None
+    result = validated_result(impl, case)
 
     if has_halves:
         forward_s = time_fn(step_fn(impl, case, backward=False), device=point.device,
@@ -70,8 +91,8 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
         saved = saved_bytes(impl, case)
         peak = peak_bytes(impl, case)
 
-    err, backend = (None, "")
+    err, backend = (None, result.backend)
     if accuracy:
-        err, backend = max_rel_error(impl, point, seed=seed, case=case)
+        err, backend = max_rel_error(impl, point, seed=seed, result=result)
     return Measurement(forward_s=tuple(forward_s), forward_backward_s=tuple(forward_backward_s),
                        saved_bytes=saved, peak_bytes=peak, max_rel_error=err, backend=backend)

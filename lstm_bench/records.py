@@ -25,6 +25,8 @@ def _seconds(name: str, value: object) -> tuple[float, ...]:
 
 
 def _optional(name: str, value: object, kind: type) -> object:
+    if kind is float and value in ("nan", "inf", "-inf"):  # how strict JSON (lstm_bench.strict_json) stores them
+        return float(value)
     if value is None or (isinstance(value, kind) and not isinstance(value, bool)) or \
             (kind is float and isinstance(value, int) and not isinstance(value, bool)):
         return value

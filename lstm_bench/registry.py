@@ -7,7 +7,9 @@ time the forward alone and measure what is kept alive between the two.
 
 A user's implementation is registered with `register_impl`, or loaded by name from
 its module with `load_impl("mypkg.kernels:my_lstm")` (also `path/to/file.py:my_lstm`),
-which is what `--impl` does on the command line.
+which is what `--impl` does on the command line. Each declares what it supports
+(`lstm_bench.support`: devices, dtypes, size limits, determinism); a case outside that
+is skipped with the reason, never judged.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch
 
 from .contract import Case, Result, check_case, check_result
 from .devices import KNOWN_DEVICES, check_device
+from .support import DEFAULT_DTYPES, Support, Unsupported
 
 ImplFn = Callable[[Case], Result]
 
@@ -34,21 +37,31 @@ class Impl:
 
     name: str
     fn: ImplFn
-    devices: tuple[str, ...]
+    support: Support = Support()
     forward: Callable[[Case], Any] | None = None
     backward: Callable[[Case, Any], Result] | None = None
     description: str = ""
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return self.support.devices
 
     def __call__(self, case: Case) -> Result:
         self.check_case(case)
         return check_result(self.fn(case), case, self.name)
 
+    def unsupported(self, case: Case) -> str | None:
+        """Why this implementation does not support `case` (as it declared), or None."""
+        T, B, I, H = case.sizes
+        reason = self.support.reason(device=case.device.type, dtype=case.dtype, sizes={"T": T, "B": B, "I": I, "H": H})
+        return None if reason is None else f"implementation {self.name!r} {reason}"
+
     def check_case(self, case: Case) -> Case:
-        """Validate `case` and that this implementation runs on its device."""
+        """Validate `case`; `Unsupported` (a ValueError) with the reason when it is outside what this supports."""
         check_case(case)
-        if case.device.type not in self.devices:
-            raise ValueError(
-                f"implementation {self.name!r} runs on {list(self.devices)}, not on {case.device.type!r}")
+        reason = self.unsupported(case)
+        if reason is not None:
+            raise Unsupported(reason)
         return case
 
     def split(self) -> tuple[Callable[[Case], Any], Callable[[Case, Any], Result]]:
@@ -70,21 +83,29 @@ def register_impl(
     backward: Callable[[Case, Any], Result] | None = None,
     description: str = "",
     replace: bool = False,
+    dtypes: Iterable[str] = DEFAULT_DTYPES,
+    max_sizes: dict[str, int] | None = None,
+    deterministic: bool = True,
+    why_nondeterministic: str = "",
 ) -> Impl:
-    """Put `fn` (case -> Result) under the harness's gates and benchmarks as `name`."""
+    """Put `fn` (case -> Result) under the harness's gates and benchmarks as `name`.
+
+    `devices`, `dtypes` and `max_sizes` declare what it supports (cases outside are
+    skipped with the reason); `deterministic=False` (with `why_nondeterministic`) makes
+    the determinism gate an expected failure. `forward`/`backward` halves let the
+    benchmarks time the forward alone and measure what it keeps for the backward.
+    """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"implementation name must be a non-empty string, got {name!r}")
     if not callable(fn):
         raise ValueError(f"implementation {name!r}: fn must be callable, got {type(fn).__name__}")
     if (forward is None) != (backward is None):
         raise ValueError(f"implementation {name!r}: give both forward and backward, or neither")
-    devices = tuple(devices) if not isinstance(devices, str) else (devices,)
-    for d in devices:
-        if d not in KNOWN_DEVICES:
-            raise ValueError(f"implementation {name!r}: unknown device {d!r}, expected some of {KNOWN_DEVICES}")
+    support = Support.declare(devices=devices, dtypes=dtypes, max_sizes=max_sizes, deterministic=deterministic,
+                              why_nondeterministic=why_nondeterministic, name=name)
     if name in _REGISTRY and not replace:
         raise ValueError(f"implementation {name!r} is already registered; pass replace=True to replace it")
-    impl = Impl(name, fn, devices, forward, backward, description)
+    impl = Impl(name, fn, support, forward, backward, description)
     _REGISTRY[name] = impl
     return impl
 
@@ -150,10 +171,11 @@ def _import_module(module: str, spec: str) -> Any:
 def load_impl(spec: str) -> Impl:
     """Import and register the function `[NAME=]module:function` (or `[NAME=]path/file.py:function`) names.
 
-    The function follows the contract `case -> Result`. Optional attributes on it:
-    `devices` (default: every device), `forward` and `backward` (the two halves, so
-    that the forward is timed alone and its saved activations measured). It is
-    registered as NAME, by default the function's name; loading the same function
+    The function follows the contract `case -> Result`. Optional attributes on it
+    declare what `register_impl` takes: `devices`, `dtypes`, `max_sizes`,
+    `deterministic`, `why_nondeterministic`, and `forward` and `backward` (the two
+    halves, so that the forward is timed alone and its saved activations measured). It
+    is registered as NAME, by default the function's name; loading the same function
     again returns the same Impl. ValueError, naming what was wrong, otherwise.
     """
     name, sep, target = spec.partition("=")
@@ -179,9 +201,11 @@ def load_impl(spec: str) -> Impl:
     forward, backward = getattr(obj, "forward", None), getattr(obj, "backward", None)
     if not (callable(forward) and callable(backward)):
         forward = backward = None
+    declared = {k: getattr(obj, k) for k in ("dtypes", "max_sizes", "deterministic", "why_nondeterministic")
+                if hasattr(obj, k)}
     try:
         return register_impl(name, obj, getattr(obj, "devices", KNOWN_DEVICES), forward=forward,
-                             backward=backward, description=target)
+                             backward=backward, description=target, **declared)
     except ValueError as err:
         raise ValueError(f"{spec}: {err}") from None
 

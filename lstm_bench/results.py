@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import strict_json
 from .records import PointRecord
 
 FORMAT = "lstm-bench-results"
@@ -273,7 +274,7 @@ class Writer:
 
     def write(self, record: dict) -> None:
         """Append one record as one line; it is on disk when this returns."""
-        data = (json.dumps(record, allow_nan=True, separators=(",", ":")) + "\n").encode("utf-8")
+        data = (strict_json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)

@@ -6,7 +6,7 @@ compared tensor (outputs, final states, the seven gradients), element by element
 
     |a - b| <= eps * (A * scale + A * |b|) + K * sens          (A = 16, K = 16)
 
-    eps    machine epsilon of the checked dtype (the less precise of a and b)
+    eps    machine epsilon of the checked dtype: the case's (a result must come back in it)
     scale  max |b| over the tensor, so tiny elements are judged against its size
     sens   how far the float64 reference itself moves when every input, weight and
            upstream gradient of the case is perturbed by a relative eps (max over 2
@@ -62,16 +62,18 @@ class Row:
 
 @dataclass
 class AgreementReport:
-    """Agreement of a result with its reference, tensor by tensor: passed iff every row passed."""
+    """Agreement of a result with its reference, tensor by tensor, and any problem with the
+    result as a whole (an input it modified). Passed iff every row passed and there is no problem."""
 
     rows: list[Row] = field(default_factory=list)
     dtype: str = ""
     title: str = ""
     backend: str = ""  # what actually ran (Result.backend), e.g. "onednn" for nn_lstm on CPU
+    problems: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.rows)
+        return all(r.passed for r in self.rows) and not self.problems
 
     @property
     def failures(self) -> list[Row]:
@@ -79,7 +81,16 @@ class AgreementReport:
 
     @property
     def max_rel(self) -> float:
-        return max((r.max_rel for r in self.rows), default=0.0)
+        """The largest max relative error over the tensors; NaN when any tensor's is (NaN/Inf in a result)."""
+        values = [r.max_rel for r in self.rows]
+        if any(math.isnan(v) for v in values):
+            return math.nan
+        return max(values, default=0.0)
+
+    @property
+    def worst(self) -> float:
+        """The largest err/bound over the tensors (> 1 fails); inf when a result holds NaN/Inf."""
+        return max((r.worst for r in self.rows), default=0.0)
 
     def to_dict(self) -> dict:
         return {"title": self.title, "dtype": self.dtype, "backend": self.backend, "passed": self.passed, "max_rel": self.max_rel,
@@ -92,15 +103,13 @@ class AgreementReport:
         for r in self.rows:
             status = ("PASS" if r.passed else "FAIL") + (f"  ({r.note})" if r.note else "")
             lines.append(f"{r.name:<12} {r.mean_abs:10.2e} {r.max_abs:10.2e} {r.max_rel:10.2e} {r.worst:10.2e}  {status}")
+        lines += [f"problem: {p}" for p in self.problems]
+        failed = [f"{len(self.failures)} tensors"] * bool(self.failures) + ["an input modified"] * bool(self.problems)
         lines.append(f"{'all':<12} {'':>10} {'':>10} {self.max_rel:10.2e} {'':>10}  "
-                     + ("PASS" if self.passed else f"FAIL ({len(self.failures)} tensors)"))
+                     + ("PASS" if self.passed else f"FAIL ({', '.join(failed)})"))
         return "\n".join(lines)
 
     __repr__ = __str__
-
-
-def _eps(*dtypes: torch.dtype) -> float:
-    return max(torch.finfo(d).eps for d in dtypes)
 
 
 def sensitivity(case: Case, reference: str = "autograd", *, eps: float | None = None,
@@ -150,33 +159,52 @@ def compare_tensors(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, 
                worst, worst <= 1.0, note)
 
 
-def agreement(result: Result, reference: Result, *, sensitivity: dict[str, float] | None = None,
-              title: str = "") -> AgreementReport:
+def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = None,
+              sensitivity: dict[str, float] | None = None, title: str = "") -> AgreementReport:
     """Judge every tensor of `result` against `reference` (outputs, final states, seven gradients).
 
-    The checked dtype is the less precise of the two; `sensitivity` comes from
-    `sensitivity(case)` and may be omitted for a strict, floor-only comparison.
+    `dtype` is the checked dtype, whose eps sets the floor: the case's (default: the
+    result's own dtype, never the less precise of the two, so a result that came back in
+    a lower precision than asked is judged by the precision asked). `sensitivity` comes
+    from `sensitivity(case)` and may be omitted for a strict, floor-only comparison.
     """
     for who, r in (("result", result), ("reference", reference)):
         if not isinstance(r, Result):
-            raise ValueError(f"compare: {who} must be an lstm_bench.Result, got {type(r).__name__}")
+            raise ValueError(f"agreement: {who} must be an lstm_bench.Result, got {type(r).__name__}")
+    dtype = result.output.dtype if dtype is None else dtype
     a, b = result.tensors(), reference.tensors()
-    eps = _eps(result.output.dtype, reference.output.dtype)
+    eps = torch.finfo(dtype).eps
     sens = sensitivity or {}
     rows = [compare_tensors(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0)) for k in b]
-    dtype = min((result.output.dtype, reference.output.dtype), key=lambda d: torch.finfo(d).bits)
     return AgreementReport(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
 
 
-def check_against_reference(impl, case: Case, *, reference: str = "autograd") -> AgreementReport:
-    """Run `impl` (a name or Impl) on `case` and judge it against `reference` in float64."""
+def reference_of(case: Case, reference: str = "autograd") -> tuple[Result, dict[str, float]]:
+    """(the float64 truth of `case`, the policy's sensitivity of `case`) from `reference`."""
+    from .registry import get_impl
+
+    return get_impl(reference)(case.to(dtype=torch.float64)), sensitivity(case, reference)
+
+
+def check_against_reference(impl, case: Case, *, reference: str = "autograd",
+                            truth: tuple[Result, dict[str, float]] | None = None) -> AgreementReport:
+    """Run `impl` (a name or Impl) on `case` and judge it against `reference` in float64.
+
+    The truth is computed from a copy taken before `impl` runs (or given, as
+    `reference_of(case)`), and the case is compared with that copy afterwards: an
+    implementation that modifies its inputs fails, naming the tensor. A result in
+    another dtype or on another device than the case raises ValueError (the contract).
+    """
     from .registry import get_impl
 
     impl = get_impl(impl) if isinstance(impl, str) else impl
+    pristine = case.clone()
+    truth, sens = reference_of(pristine, reference) if truth is None else truth
     got = impl(case)
-    truth = get_impl(reference)(case.to(dtype=torch.float64))
-    sens = sensitivity(case, reference)
     T, B, I, H = case.sizes
     title = (f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | "
              f"T={T} B={B} I={I} H={H} {str(case.dtype).replace('torch.', '')} {case.device}")
-    return agreement(got, truth, sensitivity=sens, title=title)
+    report = agreement(got, truth, dtype=case.dtype, sensitivity=sens, title=title)
+    report.problems += [f"{impl.name} modified case.{name} in place (inputs are read-only)"
+                        for name in case.modified(pristine)]
+    return report

@@ -1,8 +1,18 @@
-"""The gate goes red on broken paths: realistic BPTT bugs, registered as paths of
-their own, must fail the same check that the real paths pass."""
+"""The gates go red on broken kernels: realistic BPTT bugs must fail the same checks that
+the real implementations pass.
+
+Part 1: classic derivation bugs against `check_against_reference` directly.
+Part 2: the conformance suite itself (`pytest --pyargs lstm_bench.conformance --lstm-impl
+...`, run in-process with pytester) on one broken kernel per bug class of
+tests/kernels/broken.py, checking that the gate meant for that class fails, and only on
+the cases that can show the bug; and on an independent correct kernel
+(tests/kernels/numpy_lstm.py), checking that the whole suite passes.
+"""
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,3 +80,96 @@ def test_broken_path_fails_the_gate(bug, dtype):
         assert not report.passed, f"the gate let {bug.__name__} through:\n{report}"
     finally:
         unregister_impl(name)
+
+
+# --- Part 2: the conformance suite on broken kernels -----------------------------------------
+
+KERNELS = Path(__file__).parent / "kernels"
+
+
+@pytest.fixture
+def suite(pytester, forget_loaded_kernels):
+    """Run the conformance suite on `kernel` (a function of tests/kernels/<module>.py)."""
+    def run(kernel: str, *args: str, module: str = "broken"):
+        return pytester.runpytest_inprocess(
+            "--pyargs", "lstm_bench.conformance", "-p", "lstm_bench.conformance.plugin", "-p", "no:cacheprovider",
+            "-p", "no:benchmark",  # pytest-benchmark warns under xdist, and nothing here is a benchmark
+            "--lstm-impl", f"{KERNELS / (module + '.py')}:{kernel}", "--lstm-device", "cpu", "-q", *args)
+
+    return run
+
+
+def failed_ids(result) -> list[str]:
+    return [rep.nodeid for rep in result.reprec.getreports("pytest_runtest_logreport") if rep.failed]
+
+
+def size(nodeid: str, axis: str) -> int:
+    return int(re.search(rf"-{axis}(\d+)-", nodeid).group(1))
+
+
+AGREEMENT = "test_agrees_with_float64_truth"
+
+
+@pytest.mark.parametrize("kernel, wrong_when", [
+    ("remainder_tile_above_h64", lambda n: size(n, "H") > 64 and size(n, "H") % 64),
+    ("batch_tile_above_b32", lambda n: size(n, "B") > 32),
+    ("input_loop_bound_h", lambda n: size(n, "I") > size(n, "H")),
+])
+def test_size_threshold_bugs_fail_exactly_where_the_sizes_cross_the_boundary(suite, kernel, wrong_when):
+    # The gate of the first wave went up to H 32, B 8, I 16: none of these bugs shows there.
+    result = suite(kernel, "-k", AGREEMENT)
+    failed = failed_ids(result)
+    assert failed, f"the suite let {kernel} through"
+    assert all(wrong_when(n) for n in failed), f"{kernel} failed where it is right: {failed}"
+    assert result.parseoutcomes()["passed"] > 0  # the cases below the boundary pass
+
+
+def test_truncated_bptt_fails_the_long_memory_cases(suite):
+    # A window of 40 steps: invisible at PyTorch's default init in float32 (the gradient 40
+    # steps back is ~1e-12 of the total there), caught where the forget gate is near 1.
+    result = suite("window_40", "-k", f"{AGREEMENT} and T300 and float32")
+    assert [n for n in failed_ids(result) if "fb5" in n], "the long-memory case let a 40-step window through"
+
+
+@pytest.mark.parametrize("kernel, gate, expect", [
+    ("bfloat16_result", "test_result_in_the_cases_dtype_and_device", "is torch.bfloat16"),
+    ("bfloat16_inside", AGREEMENT, "FAIL"),
+    ("mutates_c0", "test_inputs_are_left_unchanged", "modified case.c0 in place"),
+    ("mutates_c0", AGREEMENT, "modified case.c0 in place"),
+    ("nondeterministic", "test_same_case_twice_gives_the_same_bits", "gave different bits in d_weight_hh"),
+    ("caches_weights_by_shape", "test_no_state_carried_between_calls", "state carried between calls"),
+    ("nan_gradient", AGREEMENT, "NaN/Inf in result"),
+])
+def test_each_bug_class_fails_its_gate(suite, kernel, gate, expect):
+    result = suite(kernel, "-k", gate, "--maxfail=1")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) > 0, f"the suite let {kernel} through {gate}"
+    assert expect in result.stdout.str()
+
+
+def test_precision_loss_fails_every_float32_and_float64_case(suite):
+    result = suite("bfloat16_inside", "-k", AGREEMENT, "--tb=no")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) == 0 and outcomes["failed"] >= 40, outcomes
+
+
+def test_a_declared_nondeterministic_kernel_shows_an_expected_failure(suite):
+    result = suite("nondeterministic_declared", "-k", "test_same_case_twice_gives_the_same_bits", "-rx")
+    assert result.parseoutcomes().get("xfailed") == 1
+    assert "atomic adds in the weight-gradient reduction" in result.stdout.str()
+
+
+def test_a_failing_random_case_is_shrunk_and_printed_as_a_check_command(suite):
+    result = suite("remainder_tile_above_h64", "-k", "test_random_cases", "--lstm-examples", "60")
+    assert result.parseoutcomes().get("failed") == 1
+    out = result.stdout.str()
+    command = re.search(r"reproduce: (lstm-bench check --impl \S+ -T \d+ -B \d+ -I \d+ -H (\d+) [^\n]*)", out)
+    assert command, out[-3000:]
+    assert int(command.group(2)) == 65  # shrunk to the smallest H that shows the bug
+
+
+def test_an_independent_correct_kernel_passes_the_whole_suite(suite):
+    result = suite("numpy_lstm", module="numpy_lstm")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()[-3000:]
+    assert outcomes["passed"] >= 60  # the catalogue, the random cases, the properties, gradcheck

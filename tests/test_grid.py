@@ -63,7 +63,7 @@ def test_unregistered_and_wrong_device_impls_are_skip_reasons(monkeypatch):
     try:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         reason = skip_reason(Point("_cpu_only_for_grid_test", 10, 1, 64, 64, "cuda"))
-        assert "does not run on cuda" in reason
+        assert "runs on ['cpu'], not on cuda" in reason
     finally:
         unregister_impl("_cpu_only_for_grid_test")
 

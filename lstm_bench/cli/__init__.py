@@ -7,6 +7,7 @@
     lstm-bench compare BASE NEW     compare.py   per point NEW/BASE ratio, CI and verdict; exit 1 on a regression
     lstm-bench info                 info.py      the environment a result is recorded with
     lstm-bench flow ...             flow.py      gradient flow through time (lstm_bench.flow)
+    lstm-bench test --impl X        test.py      the conformance suite (pytest) on a kernel
 
 Shared: args.py (exit codes, errors, argument types), output.py (tables, units, progress).
 Exit codes: 0 fine, 1 a check failed / a point failed / a regression, 2 bad input (one
@@ -19,10 +20,10 @@ import os
 import sys
 from typing import Sequence
 
-from . import bench, check, compare, flow, info, main_job, plot
+from . import bench, check, compare, flow, info, main_job, plot, test
 from .args import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UsageError, error
 
-COMMANDS = (check, bench, plot, compare, info, flow)
+COMMANDS = (check, test, bench, plot, compare, info, flow)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,7 @@ def sweep_table(results: ResultsFile) -> str:
         if rec.status == "skipped":
             continue
         if rec.status != "ok":
-            rows.append(head + ["-"] * 7 + [f"{rec.status.upper()}: {rec.error[:70]}"])
+            rows.append(head + ["-"] * 7 + [f"{rec.status.upper()}: {rec.error}"])
             continue
         m = rec.measurement
         if not m.has_halves and p.impl not in no_halves:

@@ -1,94 +1,182 @@
-"""`lstm-bench check`: agreement of implementations with a float64 reference, PASS/FAIL per tensor.
+"""`lstm-bench check`: agreement of implementations with the float64 truth, case by case.
 
-Each implementation runs on each case and is judged against `--reference` run in float64
-on the same numbers, under the tolerance policy (`lstm_bench.tolerance`). An
-implementation that raises is a FAIL with its error, not a crash. Exit 1 on any FAIL.
+With no sizes it runs the catalogue of `lstm_bench.cases` at `--depth quick` (a few
+dozen cases across the tile boundaries of H, I and B, long-memory cases of 300 steps and
+stress cases): enough to catch the size-threshold and truncation bugs real kernels have.
+With -T/-B/-I/-H it runs every combination of the sizes given instead. Each result is
+printed as it completes (the per-tensor table of every failure, with the command that
+reproduces it); Ctrl-C prints the summary of what finished. A case outside what an
+implementation declares is SKIP with the reason; one that raises is a FAIL with its
+error. Exit 1 on any FAIL, or when nothing at all was checked.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
+import sys
+from dataclasses import dataclass, field
 
-from ..contract import Case, check_dtype, make_case
+from ..cases import DEPTHS, STRESS, CaseSpec, catalogue
+from ..contract import check_dtype
 from ..devices import check_device
 from ..registry import available_impls, get_impl, resolve_impls
-from ..tolerance import AgreementReport, check_against_reference
-from .args import EXIT_FAIL, EXIT_OK, UsageError, add_impls, add_sizes, flatten
+from ..timing import set_threads
+from ..tolerance import AgreementReport, check_against_reference, reference_of
+from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, flatten, list_of,
+                   positive_int)
 from .output import table
 
-DEFAULT_SIZES = {"T": 40, "B": 8, "I": 16, "H": 32}
+DEFAULT_SIZES = {"T": 40, "B": 8, "I": 16, "H": 32}  # the main job's one case
+LONG_T = 300  # --stress long-memory without -T
 
 
-def _check_one(name: str, case: Case, reference: str) -> tuple[AgreementReport | None, str | None]:
-    """(report, None), or (None, the error) when the implementation raised."""
+@dataclass
+class Tally:
+    """What one implementation did over the cases: counts, worst figures, failures to repeat."""
+
+    backend: str = ""
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    max_rel: float = 0.0
+    worst: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, report: AgreementReport) -> None:
+        self.backend = self.backend or report.backend
+        # NaN (a result holding NaN) must show, not be hidden by max()
+        self.max_rel = math.nan if math.isnan(report.max_rel) else max(self.max_rel, report.max_rel)
+        self.worst = max(self.worst, report.worst)
+
+
+def specs_from_args(args: argparse.Namespace) -> list[CaseSpec]:
+    """The cases to run: the catalogue at --depth, or every combination of the sizes given."""
+    stress = dict(STRESS[args.stress]) if args.stress else {}
+    if args.weight_scale is not None:
+        stress["weight_scale"] = args.weight_scale
+    if args.forget_bias is not None:
+        stress["forget_bias"] = args.forget_bias
+    dtypes = [str(check_dtype(d)).replace("torch.", "") for d in (flatten(args.dtype) or [])]
+    given = {k: flatten(getattr(args, k)) for k in "TBIH"}
+    if not any(given.values()) and not stress:
+        specs = catalogue(args.depth)
+        return [s.replace(dtype=d, seed=args.seed or s.seed) for s in specs for d in (dtypes or [s.dtype])]
+    defaults = dict(DEFAULT_SIZES, T=LONG_T if args.stress == "long-memory" else DEFAULT_SIZES["T"])
+    axes = [given[k] or [defaults[k]] for k in "TBIH"]
+    return [CaseSpec(T, B, I, H, dtype, seed=args.seed, **stress)
+            for T, B, I, H in itertools.product(*axes) for dtype in (dtypes or ["float32"])]
+
+
+def _make(spec: CaseSpec, device: str):
     try:
-        return check_against_reference(get_impl(name), case, reference=reference), None
+        return spec.make(device)
+    except (RuntimeError, MemoryError) as err:  # e.g. a size too large to allocate: bad input, not a FAIL
+        raise UsageError(f"cannot make the case T={spec.T} B={spec.B} I={spec.I} H={spec.H} on {device}: "
+                         f"{type(err).__name__}: {err}") from None
+
+
+def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: bool, summary: bool,
+              reference: str = "autograd") -> tuple[bool, bool]:
+    """Check every implementation on every case, printing as it goes; (all passed, interrupted)."""
+    tallies = {name: Tally() for name in impls}
+    width = max(len(s.id) for s in specs)
+    head = f"{'case':<{width}}  {'implementation':<16} {'max rel':>9} {'err/bound':>9}  result"
+    if not summary:
+        print(f"Agreement with {reference} in float64 under the tolerance policy (lstm_bench/tolerance.py): "
+              f"err/bound <= 1 passes. {len(specs)} cases x {len(impls)} implementations on {device}.")
+        print(head + "\n" + "-" * len(head))
+    interrupted = False
+    try:
+        for spec in specs:
+            case = _make(spec, device)
+            truth = None
+            for name in impls:
+                impl, tally = get_impl(name), tallies[name]
+                reason = impl.unsupported(case)
+                report, error = None, None
+                if reason is not None:
+                    tally.skipped += 1
+                    result = f"SKIP ({reason})"
+                else:
+                    truth = truth or reference_of(case.clone(), reference)
+                    try:
+                        report = check_against_reference(impl, case, reference=reference, truth=truth)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as err:  # a broken implementation is a FAIL, not a crash of the harness
+                        error = f"{type(err).__name__}: {err}"
+                    case = _make(spec, device)  # afresh: an implementation may have modified it
+                    if report is not None and report.passed:
+                        tally.passed += 1
+                        result = "PASS"
+                    else:
+                        tally.failed += 1
+                        what = error or ", ".join([r.name for r in report.failures] + report.problems)
+                        result = f"FAIL ({what})"
+                        tally.failures.append(f"{spec.id}: {what}\n    reproduce: {spec.command(name, device)}")
+                    if report is not None:
+                        tally.add(report)
+                        notes = sorted({r.note for r in report.rows if r.note})
+                        result += f" [{', '.join(notes)}]" if notes else ""
+                if not summary:
+                    rel = f"{report.max_rel:9.2e}" if report else f"{'-':>9}"
+                    worst = f"{report.worst:9.2e}" if report else f"{'-':>9}"
+                    print(f"{spec.id:<{width}}  {name:<16} {rel} {worst}  {result}", flush=True)
+                    if report is not None and (verbose or not report.passed):
+                        print(f"{report}\n    reproduce: {spec.command(name, device)}\n")
     except KeyboardInterrupt:
-        raise
-    except Exception as err:  # a broken implementation is a FAIL, not a crash of the harness
-        return None, f"{type(err).__name__}: {err}"
-
-
-def run_check(impls: list[str], sizes: list[tuple[int, int, int, int]], *, dtype: str, device: str, seed: int,
-              reference: str, verbose: bool) -> bool:
-    """Check every implementation on every size (T, B, I, H); print the tables; True when everything passes."""
-    rows, ok = [], True
-    for T, B, I, H in sizes:
-        try:
-            case = make_case(T, B, I, H, dtype=check_dtype(dtype), device=device, seed=seed)
-        except (RuntimeError, MemoryError) as err:  # e.g. a size too large to allocate
-            raise UsageError(f"cannot make the case T={T} B={B} I={I} H={H} on {device}: "
-                             f"{type(err).__name__}: {err}") from None
-        for name in impls:
-            report, error = _check_one(name, case, reference)
-            if report is None:
-                ok = False
-                rows.append([name, "-", T, B, I, H, "-", "-", f"FAIL ({error})"])
-                if verbose:
-                    print(f"{name} | T={T} B={B} I={I} H={H}: FAIL, raised {error}\n")
-                continue
-            ok &= report.passed
-            worst = max((r.worst for r in report.rows), default=0.0)
-            notes = sorted({r.note for r in report.rows if r.note})
-            status = "PASS" if report.passed else f"FAIL ({', '.join(r.name for r in report.failures)})"
-            if notes:
-                status += f" [{', '.join(notes)}]"
-            rows.append([name, report.backend or "-", T, B, I, H, f"{report.max_rel:.2e}", f"{worst:.2e}", status])
-            if verbose or not report.passed:
-                print(report, end="\n\n")
-    print(f"Agreement with {reference} in float64 ({dtype}, {device}, seed {seed}); "
-          f"err/bound <= 1 passes (policy: lstm_bench/tolerance.py)")
-    print(table(["impl", "backend", "T", "B", "I", "H", "max rel", "err/bound", "result"], rows,
-                left=(0, 1, -1)))
-    return ok
+        interrupted = True
+        print("\ninterrupted: the summary of the cases that finished", file=sys.stderr)
+    rows = [[name, t.backend or "-", t.passed + t.failed + t.skipped, t.passed, t.failed, t.skipped,
+             f"{t.max_rel:.2e}", f"{t.worst:.2e}", "FAIL" if t.failed else ("PASS" if t.passed else "SKIP")]
+            for name, t in tallies.items()]
+    print("\n" + table(["implementation", "backend", "cases", "passed", "failed", "skipped", "max rel",
+                        "worst err/bound", "result"], rows, left=(0, 1, -1)))
+    failures = [f"  {name} {line}" for name, t in tallies.items() for line in t.failures]
+    if failures:
+        print("failed:\n" + "\n".join(failures))
+    total = {k: sum(getattr(t, k) for t in tallies.values()) for k in ("passed", "failed", "skipped")}
+    print(f"{total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
+    if not total["passed"] and not total["failed"]:
+        print("nothing was checked: every case is outside what the implementations declare", file=sys.stderr)
+    return total["failed"] == 0 and total["passed"] > 0, interrupted
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="agreement of every implementation against a float64 reference")
+    p = sub.add_parser("check", help="agreement of implementations with the float64 truth, case by case")
     add_impls(p, "all available on --device")
-    add_sizes(p, "default " + ", ".join(f"{k}={v}" for k, v in DEFAULT_SIZES.items())
-              + "; several values check every combination")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
+    add_sizes(p, "several values check every combination; without any, the catalogue of cases at --depth")
+    p.add_argument("--dtype", type=list_of(str), action="append", help="dtypes (default: float32, or the "
+                                                                       "catalogue's own)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--depth", choices=DEPTHS, default="quick", help="the catalogue run without sizes "
+                                                                    "(default quick)")
+    p.add_argument("--stress", choices=sorted(STRESS), help="a stress preset: " + "; ".join(
+        f"{k}: {', '.join(f'{a}={v}' for a, v in kw.items())}" for k, kw in STRESS.items())
+        + f" (long-memory: T={LONG_T} unless -T)")
+    p.add_argument("--weight-scale", type=float, help="multiply every weight and bias (10 saturates the gates)")
+    p.add_argument("--forget-bias", type=float, help="set the forget gate's bias (5: f ~ 0.993, long memory)")
     p.add_argument("--reference", default="autograd", help="implementation run in float64 as the truth "
                                                            "(default autograd)")
-    p.add_argument("--summary", action="store_true", help="only the summary table, not each implementation's "
-                                                          "tensors")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch's CPU threads (default 1: the cases are small, and idle threads of a loaded "
+                        "machine cost more than they give)")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--summary", action="store_true", help="only the summary table")
+    output.add_argument("--verbose", "-v", action="store_true", help="every per-tensor table, not only failures'")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_dtype(args.dtype)
     check_device(args.device)
     get_impl(args.reference)  # an unknown reference is bad input (exit 2), not a FAIL of every implementation
     impls = resolve_impls(flatten(args.impl) or []) or available_impls(args.device)
-    for name in impls:
-        impl = get_impl(name)
-        if args.device not in impl.devices:
-            raise UsageError(f"implementation {name!r} does not run on {args.device} (runs on {list(impl.devices)})")
-    axes = {k: flatten(getattr(args, k)) or [DEFAULT_SIZES[k]] for k in ("T", "B", "I", "H")}
-    sizes = list(itertools.product(axes["T"], axes["B"], axes["I"], axes["H"]))
-    ok = run_check(impls, sizes, dtype=args.dtype, device=args.device, seed=args.seed,
-                   reference=args.reference, verbose=not args.summary)
+    specs = specs_from_args(args)
+    set_threads(args.threads)
+    ok, interrupted = run_check(impls, specs, device=args.device, verbose=args.verbose, summary=args.summary,
+                                reference=args.reference)
+    if interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_OK if ok else EXIT_FAIL

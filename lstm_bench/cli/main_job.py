@@ -10,6 +10,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from ..cases import CaseSpec
 from ..devices import available_devices
 from ..grid import QUICK_GRID
 from ..registry import available_impls
@@ -30,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     ok = True
     for device in available_devices():
-        ok &= run_check(available_impls(device), [tuple(DEFAULT_SIZES[k] for k in "TBIH")], dtype="float32",
-                        device=device, seed=0, reference="autograd", verbose=False)
+        print(f"Agreement of every implementation with float64 autograd ({device}, float32, "
+              f"{', '.join(f'{k}={v}' for k, v in DEFAULT_SIZES.items())}; lstm-bench check for more cases):")
+        ok &= run_check(available_impls(device), [CaseSpec(**DEFAULT_SIZES)], device=device, verbose=False,
+                        summary=True)[0]
         print()
     settings = SweepSettings(repeats=args.repeats, warmup=1, seed=0, accuracy=True, memory=True)
     with tempfile.TemporaryDirectory() as tmp:

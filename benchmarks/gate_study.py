@@ -1,0 +1,89 @@
+"""What the correctness gates can see: studies behind the figures in the README ("The conformance suite").
+
+    python -m benchmarks.gate_study smallest    # smallest relative gradient error caught, float32 and float64
+    python -m benchmarks.gate_study windows     # truncated BPTT (a window of K steps) against the catalogue
+
+`smallest`: a kernel that is autograd's result with ONE gradient tensor scaled by (1 + e),
+for each of the seven gradients and both signs of e (14 trials per e). A run catches a
+trial when at least one of its cases fails (that is its verdict: exit 1). Reported per
+dtype: the smallest e caught in all 14 trials ("reliably"), and the largest e missed in
+any. Runs: `check`'s default cases (`catalogue("quick")`) and the suite's fixed cases
+(`catalogue("default")`), each restricted to the cases of that dtype.
+
+`windows`: the share of the catalogue's long-memory cases that fail for a BPTT whose
+every step's gradient reaches back only K steps, next to the same kernel on cases of
+PyTorch's default initialisation (f ~ 0.5).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import torch
+
+from lstm_bench import GRAD_NAMES, get_impl
+from lstm_bench.cases import CaseSpec, catalogue
+from lstm_bench.testing import judge
+from lstm_bench.timing import set_threads
+
+EPSILONS = [10.0 ** -k for k in range(1, 16)] + [3 * 10.0 ** -k for k in range(2, 16)]
+
+
+def scaled(gradient: str, e: float):
+    def kernel(case):
+        r = get_impl("autograd").fn(case)
+        return dataclasses.replace(r, grads={**r.grads, gradient: r.grads[gradient] * (1 + e)})
+    kernel.__name__ = f"scaled_{gradient}"
+    return kernel
+
+
+def caught(kernel, specs: list[CaseSpec]) -> bool:
+    return any(not judge(kernel, spec).passed for spec in specs)
+
+
+def smallest() -> None:
+    set_threads(1)
+    print(f"torch {torch.__version__}; one gradient tensor scaled by (1 + e), 7 gradients x 2 signs per e")
+    print("| run | dtype | cases | smallest e caught in 14 of 14 | largest e missed in some trial |")
+    print("|---|---|---|---|---|")
+    for run, depth in (("lstm-bench check (default)", "quick"), ("the suite's fixed cases", "default")):
+        for dtype in ("float32", "float64"):
+            specs = [s for s in catalogue(depth) if s.dtype == dtype]
+            if not specs:
+                specs = [s.replace(dtype=dtype) for s in catalogue(depth)]
+            t0 = time.perf_counter()
+            always, missed = None, None
+            for e in sorted(EPSILONS, reverse=True):
+                hits = sum(caught(scaled(g, sign * e), specs) for g in GRAD_NAMES for sign in (1, -1))
+                if hits == 14 and missed is None:
+                    always = e
+                if hits < 14 and missed is None:
+                    missed = e
+                if hits == 0:
+                    break
+            print(f"| {run} | {dtype} | {len(specs)} | {always:.0e} | {missed:.0e} |  ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+
+
+def windows() -> None:
+    sys.path.insert(0, "tests")
+    from kernels.broken import _windowed  # noqa: E402 (the suite's own broken kernel, tests/kernels)
+
+    set_threads(1)
+    long_memory = [s for s in catalogue("default") if s.label == "long memory" and s.T >= 250]
+    default_init = [s.replace(forget_bias=None) for s in long_memory]
+    print("| window K | long-memory cases caught (T >= 250, forget bias 3 or 5) | same cases at default init |")
+    print("|---|---|---|")
+    for K in (16, 40, 100, 200):
+        def kernel(case, K=K):
+            return _windowed(case, K)
+        kernel.__name__ = f"window_{K}"
+        lm = sum(not judge(kernel, s).passed for s in long_memory)
+        di = sum(not judge(kernel, s).passed for s in default_init)
+        print(f"| {K} | {lm} of {len(long_memory)} | {di} of {len(default_init)} |", flush=True)
+
+
+if __name__ == "__main__":
+    study = sys.argv[1] if len(sys.argv) > 1 else "smallest"
+    {"smallest": smallest, "windows": windows}.get(study, lambda: sys.exit(f"unknown study {study!r}"))()

@@ -1,0 +1,79 @@
+"""What an implementation declares it supports, and the reason a case falls outside it.
+
+Declared at registration (`register_impl(..., dtypes=..., max_sizes=..., deterministic=...)`,
+or as attributes of a function loaded with `--impl module:function`). A case or benchmark
+point outside the declaration is *skipped with the reason* by every gate, `check` and
+`bench`: never silently passed, never reported as a failure.
+
+    devices        device types it runs on ("cpu", "cuda")
+    dtypes         dtype names it computes in ("float32", "float64", ...)
+    max_sizes      upper limits of the sizes, e.g. {"H": 1024, "T": 4096}
+    deterministic  False when the same case twice may give different bits (atomics on
+                   CUDA); the determinism gate then expects a failure, with `why_nondeterministic`
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import torch
+
+from .devices import KNOWN_DEVICES
+
+SIZE_NAMES = ("T", "B", "I", "H")
+DEFAULT_DTYPES = ("float32", "float64")
+
+
+class Unsupported(ValueError):
+    """A case outside what an implementation declared it supports; the message is the reason."""
+
+
+def dtype_name(dtype: torch.dtype | str) -> str:
+    """"float32" for torch.float32 (or the string itself)."""
+    return dtype if isinstance(dtype, str) else str(dtype).replace("torch.", "")
+
+
+@dataclass(frozen=True)
+class Support:
+    """What an implementation runs on; `reason(...)` says why a case is outside it, or None."""
+
+    devices: tuple[str, ...] = KNOWN_DEVICES
+    dtypes: tuple[str, ...] = DEFAULT_DTYPES
+    max_sizes: Mapping[str, int] = field(default_factory=dict)
+    deterministic: bool = True
+    why_nondeterministic: str = ""
+
+    @classmethod
+    def declare(cls, *, devices: Iterable[str] = KNOWN_DEVICES, dtypes: Iterable[str] = DEFAULT_DTYPES,
+                max_sizes: Mapping[str, int] | None = None, deterministic: bool = True,
+                why_nondeterministic: str = "", name: str = "?") -> "Support":
+        """A checked Support; ValueError naming the implementation and the bad value."""
+        devices = (devices,) if isinstance(devices, str) else tuple(devices)
+        for d in devices:
+            if d not in KNOWN_DEVICES:
+                raise ValueError(f"implementation {name!r}: unknown device {d!r}, expected some of {KNOWN_DEVICES}")
+        dtypes = (dtypes,) if isinstance(dtypes, str) else tuple(dtype_name(d) for d in dtypes)
+        for d in dtypes:
+            if not isinstance(getattr(torch, d, None), torch.dtype) or not getattr(torch, d).is_floating_point:
+                raise ValueError(f"implementation {name!r}: dtypes must name floating torch dtypes, got {d!r}")
+        limits = dict(max_sizes or {})
+        for k, v in limits.items():
+            if k not in SIZE_NAMES or isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"implementation {name!r}: max_sizes must map some of {SIZE_NAMES} to positive "
+                                 f"ints, got {k!r}: {v!r}")
+        if not isinstance(deterministic, bool):
+            raise ValueError(f"implementation {name!r}: deterministic must be True or False, got {deterministic!r}")
+        if not deterministic and not why_nondeterministic:
+            why_nondeterministic = "declared non-deterministic"
+        return cls(devices, dtypes, limits, deterministic, why_nondeterministic)
+
+    def reason(self, *, device: str, dtype: torch.dtype | str, sizes: Mapping[str, int]) -> str | None:
+        """Why a case on `device` in `dtype` with `sizes` ({"T": .., "B": .., ...}) is not supported, or None."""
+        if device not in self.devices:
+            return f"runs on {list(self.devices)}, not on {device}"
+        if dtype_name(dtype) not in self.dtypes:
+            return f"computes in {list(self.dtypes)}, not in {dtype_name(dtype)}"
+        over = [f"{k}={sizes[k]} > {limit}" for k, limit in self.max_sizes.items() if sizes.get(k, 0) > limit]
+        if over:
+            return f"declares max sizes {dict(self.max_sizes)}: {', '.join(over)}"
+        return None

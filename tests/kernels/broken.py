@@ -1,0 +1,171 @@
+"""Kernels with the bugs real LSTM kernels have had, one per bug class of the conformance
+suite. Each is a correct implementation (autograd's) with one defect, so that a gate that
+lets it through has nothing else to blame. tests/test_gate_can_fail.py runs the suite on
+each and checks which gate catches it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import torch
+
+from lstm_bench import GRAD_NAMES, Result, get_impl
+
+
+def correct(case) -> Result:
+    return get_impl("autograd").fn(case)
+
+
+def _regrad(result: Result, **changes) -> Result:
+    return dataclasses.replace(result, grads={**result.grads, **changes})
+
+
+# --- size thresholds: right below a tile boundary, wrong above it -------------------------
+
+def remainder_tile_above_h64(case):
+    """A tiled recurrent GEMM that drops the partial last tile once H exceeds one tile of 64."""
+    r = correct(case)
+    H = case.sizes[3]
+    if H <= 64 or H % 64 == 0:
+        return r
+    d_w = r.grads["weight_hh"].clone()
+    d_w[:, 64 * (H // 64):] = 0
+    return _regrad(r, weight_hh=d_w)
+
+
+def batch_tile_above_b32(case):
+    """The second batch tile (rows 32..) reads its d_x from the first tile's rows."""
+    r = correct(case)
+    B = case.sizes[1]
+    if B <= 32:
+        return r
+    dx = r.grads["x"].clone()
+    dx[:, 32:] = dx[:, :B - 32]
+    return _regrad(r, x=dx)
+
+
+def input_loop_bound_h(case):
+    """The weight_ih gradient loop runs over H columns instead of I: wrong only when I > H."""
+    r = correct(case)
+    T, B, I, H = case.sizes
+    if I <= H:
+        return r
+    d_w = r.grads["weight_ih"].clone()
+    d_w[:, H:] = 0
+    return _regrad(r, weight_ih=d_w)
+
+
+# --- truncation: the gradient of each step reaches back at most WINDOW steps -----------
+
+def _windowed(case, window: int) -> Result:
+    T = case.sizes[0]
+    with torch.enable_grad():
+        inputs = tuple(t.detach().requires_grad_() for t in (case.x, case.h0, case.c0, *case.weights.as_tuple()))
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh = inputs
+
+        def step(h, c, t):
+            i, f, g, o = (x[t] @ w_ih.T + b_ih + b_hh + h @ w_hh.T).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+
+        with torch.no_grad():
+            hs, cs = [case.h0], [case.c0]
+            for t in range(T):
+                h, c = step(hs[-1], cs[-1], t)
+                hs.append(h)
+                cs.append(c)
+        grads = [torch.zeros_like(v) for v in inputs]
+        for s in range(T):  # the loss terms of step s flow back to step s - window + 1 only
+            start = max(0, s + 1 - window)
+            h, c = (h0, c0) if start == 0 else (hs[start], cs[start])
+            for t in range(start, s + 1):
+                h, c = step(h, c, t)
+            outs, ups = [h], [case.d_output[s]]
+            if s == T - 1:
+                outs, ups = [h, h, c], [case.d_output[s], case.d_h_n, case.d_c_n]
+            for k, g in enumerate(torch.autograd.grad(outs, inputs, ups, allow_unused=True)):
+                if g is not None:
+                    grads[k] += g
+    return Result(torch.stack(hs[1:]), hs[-1], cs[-1], dict(zip(GRAD_NAMES, grads)), backend="windowed")
+
+
+def window_40(case):
+    """A BPTT that carries each step's gradient back 40 steps and drops the rest."""
+    return _windowed(case, 40)
+
+
+def window_200(case):
+    """The same with a window of 200 steps."""
+    return _windowed(case, 200)
+
+
+# --- precision ----------------------------------------------------------------------------
+
+def bfloat16_result(case):
+    """Returns its result in bfloat16 whatever the case's dtype."""
+    return correct(case).to(dtype=torch.bfloat16)
+
+
+def bfloat16_inside(case):
+    """Computes in bfloat16 and casts the result back to the case's dtype."""
+    return correct(case.to(dtype=torch.bfloat16)).to(dtype=case.dtype)
+
+
+# --- input mutation, determinism, state between calls, NaN --------------------------------
+
+def mutates_c0(case):
+    """Right result, but halves c0 in place afterwards (an in-place op on an input's storage)."""
+    r = correct(case)
+    case.c0.mul_(0.5)
+    return r
+
+
+_calls = itertools.count()
+
+
+def _one_ulp_noise(case):
+    """The right result moved by 1 ulp in d_weight_hh, up on one call and down on the next:
+    what reordered atomic additions do to a reduction."""
+    r = correct(case)
+    d_w = r.grads["weight_hh"]
+    toward = torch.full_like(d_w, (-1.0) ** next(_calls) * float("inf"))
+    return _regrad(r, weight_hh=torch.nextafter(d_w, toward))
+
+
+def nondeterministic(case):
+    """Different bits each call, but declared deterministic (the default)."""
+    return _one_ulp_noise(case)
+
+
+def nondeterministic_declared(case):
+    """The same, declared: its determinism gate is an expected failure."""
+    return _one_ulp_noise(case)
+
+
+nondeterministic_declared.deterministic = False
+nondeterministic_declared.why_nondeterministic = "atomic adds in the weight-gradient reduction"
+
+_weights_by_shape: dict[tuple, torch.Tensor] = {}
+
+
+def caches_weights_by_shape(case):
+    """Keeps weight_hh by its shape across calls: stale weights for the next case of that shape."""
+    w = case.weights
+    key = (tuple(w.weight_hh.shape), w.weight_hh.dtype)
+    cached = _weights_by_shape.setdefault(key, w.weight_hh.clone())
+    return correct(dataclasses.replace(case, weights=dataclasses.replace(w, weight_hh=cached)))
+
+
+def nan_gradient(case):
+    """A NaN in one element of d_bias_hh (an uninitialised accumulator)."""
+    r = correct(case)
+    d_b = r.grads["bias_hh"].clone()
+    d_b[0] = float("nan")
+    return _regrad(r, bias_hh=d_b)
+
+
+for _kernel in (remainder_tile_above_h64, batch_tile_above_b32, input_loop_bound_h, window_40, window_200,
+                bfloat16_result, bfloat16_inside, mutates_c0, nondeterministic, nondeterministic_declared,
+                caches_weights_by_shape, nan_gradient):
+    _kernel.devices = ("cpu",)

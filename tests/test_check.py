@@ -1,0 +1,70 @@
+"""`lstm-bench check` as the quick look: a catalogue that catches the bugs real kernels have,
+skips (with the reason) what a kernel does not support, streams its results, keeps them on Ctrl-C."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lstm_bench import cli
+
+BROKEN = Path(__file__).parent / "kernels" / "broken.py"
+
+
+pytestmark = pytest.mark.usefixtures("forget_loaded_kernels")
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_default_run_covers_tile_boundaries_and_long_memory(capsys):
+    code, out, _ = run(capsys, "check", "--impl", "vectorised")
+    assert code == 0
+    ids = re.findall(r"^(T\d+-B\d+-I\d+-H\d+-\S+)\s+vectorised", out, re.M)
+    assert len(ids) >= 24  # a few dozen cases
+    sizes = [tuple(int(v) for v in re.match(r"T(\d+)-B(\d+)-I(\d+)-H(\d+)", i).groups()) for i in ids]
+    assert max(H for *_, H in sizes) >= 256 and max(I for _, _, I, _ in sizes) >= 256
+    assert max(B for _, B, _, _ in sizes) >= 64 and max(T for T, *_ in sizes) >= 300
+    assert any("fb5" in i for i in ids)  # long memory: forget gate near 1
+    assert {H % 2 for *_, H in sizes} == {0, 1}  # not only powers of two
+
+
+@pytest.mark.parametrize("kernel", ["remainder_tile_above_h64", "batch_tile_above_b32", "input_loop_bound_h",
+                                    "window_40", "bfloat16_inside", "caches_weights_by_shape", "mutates_c0",
+                                    "nan_gradient"])
+def test_the_default_run_catches_each_bug_class(capsys, kernel):
+    code, out, _ = run(capsys, "check", "--impl", f"{BROKEN}:{kernel}")
+    assert code == 1, out[-2000:]
+    assert re.search(r"reproduce: lstm-bench check --impl \S+ -T \d+", out)  # the failing case, ready to rerun
+
+
+def test_an_unsupported_case_is_skipped_with_the_reason_never_passed(capsys):
+    code, out, err = run(capsys, "check", "--impl", "vectorised", "-T", "3", "--dtype", "bfloat16")
+    assert code == 1 and "SKIP (implementation 'vectorised' computes in ['float32', 'float64'], not in bfloat16)" in out
+    assert "nothing was checked" in err and "0 passed, 0 failed, 1 skipped" in out
+
+
+def test_stress_presets(capsys):
+    code, out, _ = run(capsys, "check", "--impl", "vectorised", "--stress", "long-memory", "-B", "2", "-H", "8",
+                       "-I", "4")
+    assert code == 0 and "T300-B2-I4-H8-float32-fb5-s0" in out
+    code, out, _ = run(capsys, "check", "--impl", "vectorised", "--stress", "saturated", "-T", "5")
+    assert code == 0 and "ws10" in out
+
+
+def test_ctrl_c_keeps_and_prints_what_finished(capsys, tmp_path, monkeypatch):
+    (tmp_path / "stops.py").write_text(
+        "from lstm_bench import get_impl\n"
+        "calls = []\n"
+        "def stops_at_third(case):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 3:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return get_impl('vectorised').fn(case)\n")
+    code, out, err = run(capsys, "check", "--impl", f"{tmp_path / 'stops.py'}:stops_at_third")
+    assert code == 130 and "interrupted" in err
+    assert "2 passed, 0 failed, 0 skipped" in out  # the two cases that finished, summarised
