@@ -2,6 +2,7 @@
 
     python -m benchmarks.gate_study smallest    # smallest relative gradient error caught, float32 and float64
     python -m benchmarks.gate_study windows     # truncated BPTT (a window of K steps) against the catalogue
+    python -m benchmarks.gate_study low_precision   # the low-precision factor F, measured
 
 `smallest`: a kernel that is autograd's result with ONE gradient tensor scaled by (1 + e),
 for each of the seven gradients and both signs of e (14 trials per e). A run catches a
@@ -9,6 +10,12 @@ trial when at least one of its cases fails (that is its verdict: exit 1). Report
 dtype: the smallest e caught in all 14 trials ("reliably"), and the largest e missed in
 any. Runs: `check`'s default cases (`catalogue("quick")`) and the suite's fixed cases
 (`catalogue("default")`), each restricted to the cases of that dtype.
+
+`low_precision`: on bfloat16 and float16 cases (the catalogue's and more: T up to 300,
+layers, directions, lengths), each implementation's error against the float64 truth
+divided by the vendor's (nn.LSTM at the same dtype), per tensor, worst over tensors; next
+to a kernel that sums its weight gradients over the T steps in bfloat16 (the reference
+with its float32 accumulation turned off), the bug the factor must catch.
 
 `windows`: the share of the catalogue's long-memory cases that fail for a BPTT whose
 every step's gradient reaches back only K steps, next to the same kernel on cases of
@@ -22,11 +29,13 @@ import time
 
 import torch
 
-from lstm_bench import GRAD_NAMES, get_impl
+from lstm_bench import LSTMConfig, get_impl
 from lstm_bench.cases import CaseSpec, catalogue
 from lstm_bench.testing import judge
 from lstm_bench.timing import set_threads
 
+FLOOR_ULPS = float(__import__("os").environ.get("FLOOR_ULPS", "0.5"))
+GRAD_NAMES = LSTMConfig(1, 1).grad_names()  # x, h0, c0 and layer 0's four weights: in every configuration
 EPSILONS = [10.0 ** -k for k in range(1, 16)] + [3 * 10.0 ** -k for k in range(2, 16)]
 
 
@@ -84,6 +93,58 @@ def windows() -> None:
         print(f"| {K} | {lm} of {len(long_memory)} | {di} of {len(default_init)} |", flush=True)
 
 
+def low_precision() -> None:
+    from lstm_bench.impls import reference, stack
+    from lstm_bench.tolerance import VENDOR, reference_of
+
+    set_threads(1)
+    specs = [s for s in catalogue("default") if s.dtype in ("bfloat16", "float16")]
+    specs += [CaseSpec(T, 8, 32, 64, dtype, seed=50 + T) for T in (10, 300) for dtype in ("bfloat16", "float16")]
+    specs += [CaseSpec(60, 4, 16, 24, dtype, seed=60, num_layers=3, proj_size=12) for dtype in ("bfloat16", "float16")]
+
+    def summed_in_low_precision(case):
+        saved = dict(stack.ACCUMULATE)
+        stack.ACCUMULATE.clear()  # the reference then keeps its weight-gradient sums in the case's dtype
+        try:
+            return reference.run(case)
+        finally:
+            stack.ACCUMULATE.update(saved)
+
+    impls = ["reference", "vectorised", "autograd", "nn_lstm_native"]
+    factors = (2.0, 3.0, 4.0)
+    print(f"err/bound = e(impl) / (F * e({VENDOR}) + eps/2), worst over tensors (> 1 fails), for F = "
+          f"{', '.join(f'{f:g}' for f in factors)}; e = max|x - truth| / max|truth|. CPU: "
+          f"{__import__('lstm_bench.machine', fromlist=['cpu_name']).cpu_name()}, torch {torch.__version__}")
+    print("| case | vendor | " + " | ".join(impls) + " | summed in low precision |")
+    print("|---|---|" + "---|" * (len(impls) + 1))
+    worst_correct = {f: 0.0 for f in factors}
+    for spec in specs:
+        case = spec.make()
+        ref = reference_of(case.clone())
+        truth, vendor = ref.truth.tensors(), ref.vendor.tensors()
+        half_eps = torch.finfo(case.dtype).eps * FLOOR_ULPS
+
+        def margins(result) -> list[float]:
+            out = [0.0] * len(factors)
+            for k, b in truth.items():
+                scale = b.abs().max().item() or 1.0
+                e = (result.tensors()[k].double() - b).abs().max().item() / scale
+                ev = (vendor[k].double() - b).abs().max().item() / scale
+                out = [max(o, e / (f * ev + half_eps)) for o, f in zip(out, factors)]
+            return out
+
+        cells = []
+        for name in impls:
+            m = margins(get_impl(name).fn(case.clone()))
+            if name in ("reference", "vectorised"):
+                worst_correct = {f: max(worst_correct[f], x) for f, x in zip(factors, m)}
+            cells.append("/".join(f"{x:.2f}" for x in m))
+        cells.append("/".join(f"{x:.2f}" for x in margins(summed_in_low_precision(case.clone()))))
+        print(f"| {spec.id} | {ref.vendor.backend} | " + " | ".join(cells) + " |", flush=True)
+    print("worst err/bound of the float32-accumulating kernels (reference, vectorised): "
+          + ", ".join(f"F={f:g}: {x:.2f}" for f, x in worst_correct.items()))
+
+
 if __name__ == "__main__":
     study = sys.argv[1] if len(sys.argv) > 1 else "smallest"
-    {"smallest": smallest, "windows": windows}.get(study, lambda: sys.exit(f"unknown study {study!r}"))()
+    {"smallest": smallest, "windows": windows, "low_precision": low_precision}.get(study, lambda: sys.exit(f"unknown study {study!r}"))()

@@ -9,32 +9,36 @@ from __future__ import annotations
 
 import torch
 
-from .contract import GRAD_NAMES, Case, LSTMWeights
+from .contract import Case
 from .registry import get_impl
 
 
-class _PathFunction(torch.autograd.Function):
+class _ImplFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, name, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
-        weights = LSTMWeights(weight_ih, weight_hh, bias_ih, bias_hh)
-        ctx.name, ctx.inputs = name, (x, h0, c0, weights)
-        zero_output = x.new_zeros(x.shape[0], *h0.shape)
-        result = get_impl(name)(Case(x, h0, c0, weights, zero_output, torch.zeros_like(h0), torch.zeros_like(c0)))
+    def forward(ctx, name, case, *tensors):
+        # tensors: x, h0, c0 and the weights, in case.config.grad_names() order
+        ctx.name, ctx.case, ctx.tensors = name, case, tensors
+        result = get_impl(name)(_with(case, tensors, torch.zeros_like(case.d_output), torch.zeros_like(case.d_h_n),
+                                      torch.zeros_like(case.d_c_n)))
         return result.output, result.h_n, result.c_n
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, d_output, d_h_n, d_c_n):
-        x, h0, c0, weights = ctx.inputs
-        d_output = torch.zeros(x.shape[0], *h0.shape, dtype=x.dtype, device=x.device) if d_output is None else d_output
-        d_h_n = torch.zeros_like(h0) if d_h_n is None else d_h_n
-        d_c_n = torch.zeros_like(c0) if d_c_n is None else d_c_n
-        result = get_impl(ctx.name)(Case(x, h0, c0, weights, d_output.contiguous(), d_h_n.contiguous(),
-                                         d_c_n.contiguous()))
-        return (None, *(result.grads[k] for k in GRAD_NAMES))
+        case = ctx.case
+        ups = [torch.zeros_like(ref) if g is None else g.contiguous()
+               for g, ref in ((d_output, case.d_output), (d_h_n, case.d_h_n), (d_c_n, case.d_c_n))]
+        result = get_impl(ctx.name)(_with(case, ctx.tensors, *ups))
+        return (None, None, *(result.grads[k] for k in case.config.grad_names()))
 
 
-def lstm(name: str, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-         weights: LSTMWeights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(output (T,B,H), h_n (B,H), c_n (B,H)) of implementation `name`, differentiable through its own backward."""
-    return _PathFunction.apply(name, x, h0, c0, *weights.as_tuple())
+def _with(case: Case, tensors: tuple, d_output, d_h_n, d_c_n) -> Case:
+    names = case.config.grad_names()
+    return case.with_tensors({**dict(zip(names, tensors)), "d_output": d_output, "d_h_n": d_h_n, "d_c_n": d_c_n})
+
+
+def lstm(name: str, case: Case, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(output, h_n, c_n) of implementation `name` on `case` with its x, h0, c0 and weights replaced
+    by `tensors` (in `case.config.grad_names()` order), differentiable through the
+    implementation's own backward. The case's configuration, lengths and shapes are kept."""
+    return _ImplFunction.apply(name, case, *tensors)

@@ -26,7 +26,7 @@ import torch
 
 from .contract import Case, Result, check_case, check_result
 from .devices import KNOWN_DEVICES, check_device
-from .support import DEFAULT_DTYPES, Support, Unsupported
+from .support import DEFAULT_DTYPES, FEATURES, Support, Unsupported, needed_features
 
 ImplFn = Callable[[Case], Result]
 
@@ -53,7 +53,8 @@ class Impl:
     def unsupported(self, case: Case) -> str | None:
         """Why this implementation does not support `case` (as it declared), or None."""
         T, B, I, H = case.sizes
-        reason = self.support.reason(device=case.device.type, dtype=case.dtype, sizes={"T": T, "B": B, "I": I, "H": H})
+        reason = self.support.reason(device=case.device.type, dtype=case.dtype, sizes={"T": T, "B": B, "I": I, "H": H},
+                                     features=needed_features(case.config, case.lengths))
         return None if reason is None else f"implementation {self.name!r} {reason}"
 
     def check_case(self, case: Case) -> Case:
@@ -84,14 +85,15 @@ def register_impl(
     description: str = "",
     replace: bool = False,
     dtypes: Iterable[str] = DEFAULT_DTYPES,
+    features: Iterable[str] = FEATURES,
     max_sizes: dict[str, int] | None = None,
     deterministic: bool = True,
     why_nondeterministic: str = "",
 ) -> Impl:
     """Put `fn` (case -> Result) under the harness's gates and benchmarks as `name`.
 
-    `devices`, `dtypes` and `max_sizes` declare what it supports (cases outside are
-    skipped with the reason); `deterministic=False` (with `why_nondeterministic`) makes
+    `devices`, `dtypes`, `features` (of nn.LSTM's configuration, `lstm_bench.support`) and
+    `max_sizes` declare what it supports (cases outside are skipped with the reason); `deterministic=False` (with `why_nondeterministic`) makes
     the determinism gate an expected failure. `forward`/`backward` halves let the
     benchmarks time the forward alone and measure what it keeps for the backward.
     """
@@ -101,8 +103,8 @@ def register_impl(
         raise ValueError(f"implementation {name!r}: fn must be callable, got {type(fn).__name__}")
     if (forward is None) != (backward is None):
         raise ValueError(f"implementation {name!r}: give both forward and backward, or neither")
-    support = Support.declare(devices=devices, dtypes=dtypes, max_sizes=max_sizes, deterministic=deterministic,
-                              why_nondeterministic=why_nondeterministic, name=name)
+    support = Support.declare(devices=devices, dtypes=dtypes, features=features, max_sizes=max_sizes,
+                              deterministic=deterministic, why_nondeterministic=why_nondeterministic, name=name)
     if name in _REGISTRY and not replace:
         raise ValueError(f"implementation {name!r} is already registered; pass replace=True to replace it")
     impl = Impl(name, fn, support, forward, backward, description)
@@ -201,8 +203,8 @@ def load_impl(spec: str) -> Impl:
     forward, backward = getattr(obj, "forward", None), getattr(obj, "backward", None)
     if not (callable(forward) and callable(backward)):
         forward = backward = None
-    declared = {k: getattr(obj, k) for k in ("dtypes", "max_sizes", "deterministic", "why_nondeterministic")
-                if hasattr(obj, k)}
+    declared = {k: getattr(obj, k) for k in ("dtypes", "features", "max_sizes", "deterministic",
+                                             "why_nondeterministic") if hasattr(obj, k)}
     try:
         return register_impl(name, obj, getattr(obj, "devices", KNOWN_DEVICES), forward=forward,
                              backward=backward, description=target, **declared)

@@ -7,6 +7,9 @@ point outside the declaration is *skipped with the reason* by every gate, `check
 
     devices        device types it runs on ("cpu", "cuda")
     dtypes         dtype names it computes in ("float32", "float64", ...)
+    features       the parts of nn.LSTM's configuration it implements beyond a single-layer,
+                   unidirectional, time-major LSTM without projection over full-length
+                   sequences: "layers", "bidirectional", "projection", "batch_first", "lengths"
     max_sizes      upper limits of the sizes, e.g. {"H": 1024, "T": 4096}
     deterministic  False when the same case twice may give different bits (atomics on
                    CUDA); the determinism gate then expects a failure, with `why_nondeterministic`
@@ -22,6 +25,7 @@ from .devices import KNOWN_DEVICES
 
 SIZE_NAMES = ("T", "B", "I", "H")
 DEFAULT_DTYPES = ("float32", "float64")
+FEATURES = ("layers", "bidirectional", "projection", "batch_first", "lengths")
 
 
 class Unsupported(ValueError):
@@ -39,14 +43,15 @@ class Support:
 
     devices: tuple[str, ...] = KNOWN_DEVICES
     dtypes: tuple[str, ...] = DEFAULT_DTYPES
+    features: tuple[str, ...] = FEATURES
     max_sizes: Mapping[str, int] = field(default_factory=dict)
     deterministic: bool = True
     why_nondeterministic: str = ""
 
     @classmethod
     def declare(cls, *, devices: Iterable[str] = KNOWN_DEVICES, dtypes: Iterable[str] = DEFAULT_DTYPES,
-                max_sizes: Mapping[str, int] | None = None, deterministic: bool = True,
-                why_nondeterministic: str = "", name: str = "?") -> "Support":
+                features: Iterable[str] = FEATURES, max_sizes: Mapping[str, int] | None = None,
+                deterministic: bool = True, why_nondeterministic: str = "", name: str = "?") -> "Support":
         """A checked Support; ValueError naming the implementation and the bad value."""
         devices = (devices,) if isinstance(devices, str) else tuple(devices)
         for d in devices:
@@ -56,6 +61,10 @@ class Support:
         for d in dtypes:
             if not isinstance(getattr(torch, d, None), torch.dtype) or not getattr(torch, d).is_floating_point:
                 raise ValueError(f"implementation {name!r}: dtypes must name floating torch dtypes, got {d!r}")
+        features = (features,) if isinstance(features, str) else tuple(features)
+        for f in features:
+            if f not in FEATURES:
+                raise ValueError(f"implementation {name!r}: unknown feature {f!r}, expected some of {FEATURES}")
         limits = dict(max_sizes or {})
         for k, v in limits.items():
             if k not in SIZE_NAMES or isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -65,15 +74,27 @@ class Support:
             raise ValueError(f"implementation {name!r}: deterministic must be True or False, got {deterministic!r}")
         if not deterministic and not why_nondeterministic:
             why_nondeterministic = "declared non-deterministic"
-        return cls(devices, dtypes, limits, deterministic, why_nondeterministic)
+        return cls(devices, dtypes, features, limits, deterministic, why_nondeterministic)
 
-    def reason(self, *, device: str, dtype: torch.dtype | str, sizes: Mapping[str, int]) -> str | None:
-        """Why a case on `device` in `dtype` with `sizes` ({"T": .., "B": .., ...}) is not supported, or None."""
+    def reason(self, *, device: str, dtype: torch.dtype | str, sizes: Mapping[str, int],
+               features: Iterable[str] = ()) -> str | None:
+        """Why a case on `device` in `dtype` with `sizes` ({"T": .., "B": .., ...}) that uses
+        `features` (see `needed_features`) is not supported, or None."""
         if device not in self.devices:
             return f"runs on {list(self.devices)}, not on {device}"
         if dtype_name(dtype) not in self.dtypes:
             return f"computes in {list(self.dtypes)}, not in {dtype_name(dtype)}"
+        missing = [f for f in features if f not in self.features]
+        if missing:
+            return f"does not implement {', '.join(missing)} (declares features {list(self.features)})"
         over = [f"{k}={sizes[k]} > {limit}" for k, limit in self.max_sizes.items() if sizes.get(k, 0) > limit]
         if over:
             return f"declares max sizes {dict(self.max_sizes)}: {', '.join(over)}"
         return None
+
+
+def needed_features(config, lengths) -> list[str]:
+    """The features of `FEATURES` a case of `config` (an LSTMConfig) with `lengths` uses."""
+    used = {"layers": config.num_layers > 1, "bidirectional": config.bidirectional,
+            "projection": config.proj_size > 0, "batch_first": config.batch_first, "lengths": lengths is not None}
+    return [f for f in FEATURES if used[f]]

@@ -31,6 +31,28 @@ either too loose at normal scale or fails there.
 float64 follows the same rule with its own eps (2.2e-16): the floor is 3.6e-15 of
 scale, so float64 agreement is strict. Without `sensitivity` only the floor applies.
 NaN or Inf in either result is always a failure.
+
+Low precision (bfloat16, float16). A fixed bound cannot judge these: with bfloat16's eps
+(7.8e-3) the sensitivity term calls nearly every case ill-conditioned, and the error a
+correct kernel makes depends on what it accumulates in. So a low-precision result is
+judged, as FlashAttention's tests judge their kernels, against the error of the vendor's
+own implementation at the same dtype and device (`VENDOR`, nn.LSTM: cuDNN, oneDNN or
+ATen, whichever torch picks), both measured against the float64 truth, per tensor:
+
+    e(a) <= F * e(vendor) + eps          e(x) = max |x - b| / max |b|     (F = VENDOR_FACTOR = 3)
+
+The constants are measured (`python -m benchmarks.gate_study low_precision`, and the
+random sample behind docs/conformance.md). oneDNN keeps bfloat16 gates in float32, so a
+correct kernel that rounds each elementwise op to the dtype is a few ulps further from the
+truth than the vendor on short sequences: the floor of one ulp (eps, of the tensor's
+scale) and F = 3 absorb that (the float32-accumulating reference and vectorised kernels
+reached at most 0.86 of the bound on 83 random cases, 0.75 on the catalogue's), while a
+kernel that sums its T per-step weight-gradient terms in bfloat16, where the vendor sums
+in float32, exceeds it by 1.8x (float16) to 2.3x (bfloat16) at T = 300. That drift grows
+with T: at T <= 40 it is within the bound, which is why the catalogue's low-precision
+cases run to T = 300. With H < 8 (LOWP_MIN_HIDDEN) a tensor has so few elements that its
+max error is one noisy value (a correct kernel reached 2.9x the bound at H = 1): such
+cases are not judged in low precision (`Unsupported`, skipped with the reason).
 """
 from __future__ import annotations
 
@@ -41,6 +63,11 @@ import torch
 
 from .contract import Case, Result
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+VENDOR = "nn_lstm"  # the yardstick of low-precision results: nn.LSTM as torch runs it
+VENDOR_FACTOR = 3.0  # F: a low-precision result may be F times as far from the truth as the vendor's ...
+LOWP_FLOOR_ULPS = 1.0  # ... plus this many eps of the tensor's scale
+LOWP_MIN_HIDDEN = 8  # smaller hidden sizes are not judged in low precision (too few elements a tensor)
 FLOOR = 16.0  # A: multiples of eps, of the tensor's scale and of each |b|
 SENS_FACTOR = 16.0  # K: multiples of the measured sensitivity
 ILL_CONDITIONED = 0.1  # K * sens above this fraction of scale: agreement is not informative
@@ -97,15 +124,17 @@ class AgreementReport:
                 "rows": [asdict(r) for r in self.rows]}
 
     def __str__(self) -> str:
-        head = f"{'tensor':<12} {'mean abs':>10} {'max abs':>10} {'max rel':>10} {'err/bound':>10}  result"
+        w = max([12] + [len(r.name) for r in self.rows])
+        head = f"{'tensor':<{w}} {'mean abs':>10} {'max abs':>10} {'max rel':>10} {'err/bound':>10}  result"
         lines = [self.title] if self.title else []
         lines += [head, "-" * len(head)]
         for r in self.rows:
             status = ("PASS" if r.passed else "FAIL") + (f"  ({r.note})" if r.note else "")
-            lines.append(f"{r.name:<12} {r.mean_abs:10.2e} {r.max_abs:10.2e} {r.max_rel:10.2e} {r.worst:10.2e}  {status}")
+            lines.append(f"{r.name:<{w}} {r.mean_abs:10.2e} {r.max_abs:10.2e} {r.max_rel:10.2e} {r.worst:10.2e}  "
+                         f"{status}")
         lines += [f"problem: {p}" for p in self.problems]
         failed = [f"{len(self.failures)} tensors"] * bool(self.failures) + ["an input modified"] * bool(self.problems)
-        lines.append(f"{'all':<12} {'':>10} {'':>10} {self.max_rel:10.2e} {'':>10}  "
+        lines.append(f"{'all':<{w}} {'':>10} {'':>10} {self.max_rel:10.2e} {'':>10}  "
                      + ("PASS" if self.passed else f"FAIL ({', '.join(failed)})"))
         return "\n".join(lines)
 
@@ -130,7 +159,7 @@ def sensitivity(case: Case, reference: str = "autograd", *, eps: float | None = 
     for _ in range(perturbations):
         noisy = {k: v * (1 + eps * (torch.rand(v.shape, generator=gen, dtype=v.dtype) * 2 - 1).to(v.device))
                  for k, v in case64.tensors().items()}
-        moved = impl(Case.from_tensors(noisy)).tensors()
+        moved = impl(case64.with_tensors(noisy)).tensors()
         for k in base:
             sens[k] = max(sens[k], (moved[k] - base[k]).abs().max().item())
     return sens
@@ -179,16 +208,70 @@ def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = 
     return AgreementReport(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
 
 
-def reference_of(case: Case, reference: str = "autograd") -> tuple[Result, dict[str, float]]:
-    """(the float64 truth of `case`, the policy's sensitivity of `case`) from `reference`."""
-    from .registry import get_impl
+def vendor_relative(result: Result, vendor: Result, truth: Result, *, dtype: torch.dtype,
+                    title: str = "") -> AgreementReport:
+    """Judge a low-precision `result` by its error against `truth`, relative to `vendor`'s (module docstring)."""
+    a, v, b = result.tensors(), vendor.tensors(), truth.tensors()
+    rows = []
+    for k in b:
+        ref = b[k].detach().to("cpu", torch.float64)
+        x, y = a[k].detach().to("cpu", torch.float64), v[k].detach().to("cpu", torch.float64)
+        if not bool(torch.isfinite(x).all()):
+            rows.append(Row(k, math.nan, math.nan, math.nan, math.inf, False, "NaN/Inf in result"))
+            continue
+        scale = ref.abs().max().item() or 1.0
+        diff = (x - ref).abs()
+        err, err_vendor = diff.max().item() / scale, (y - ref).abs().max().item() / scale
+        bound = VENDOR_FACTOR * err_vendor + LOWP_FLOOR_ULPS * torch.finfo(dtype).eps
+        worst = err / bound
+        rows.append(Row(k, diff.mean().item(), diff.max().item(), err, worst, worst <= 1.0,
+                        f"vendor {err_vendor:.1e}"))
+    return AgreementReport(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
 
-    return get_impl(reference)(case.to(dtype=torch.float64)), sensitivity(case, reference)
+
+def describe(case: Case) -> str:
+    """"T=40 B=8 I=16 H=32 L2-bi float32 cpu lengths=[40, 3, ...]": a case in one line."""
+    T, B, I, H = case.sizes
+    lengths = "" if case.lengths is None else f" lengths={case.lengths.tolist()}"
+    label = f" {case.config.label}" if case.config.label else ""
+    return f"T={T} B={B} I={I} H={H}{label} {str(case.dtype).replace('torch.', '')} {case.device}{lengths}"
+
+
+@dataclass
+class Reference:
+    """What a result on a case is judged against: the float64 truth and the policy's
+    sensitivity, or for a low-precision case the vendor's result at the case's dtype."""
+
+    truth: Result
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    vendor: Result | None = None
+
+
+def reference_of(case: Case, reference: str = "autograd") -> Reference:
+    """The float64 truth of `case` from `reference`, and its sensitivity, or (low precision)
+    `VENDOR`'s result on the case itself. A vendor that cannot run the case makes it
+    `Unsupported` (no yardstick, no verdict)."""
+    from .registry import get_impl
+    from .support import Unsupported
+
+    if case.dtype in LOW_PRECISION and case.sizes[3] < LOWP_MIN_HIDDEN:
+        raise Unsupported(f"a {case.dtype} case is judged against the vendor's error only from H = "
+                          f"{LOWP_MIN_HIDDEN} up (a tensor of fewer elements has a noisy max error); H = {case.sizes[3]}")
+    truth = get_impl(reference)(case.to(dtype=torch.float64))
+    if case.dtype not in LOW_PRECISION:
+        return Reference(truth, sensitivity(case, reference))
+    try:
+        vendor = get_impl(VENDOR)(case.clone())
+    except Exception as err:
+        raise Unsupported(f"no {VENDOR} result to judge a {case.dtype} case against: {type(err).__name__}: "
+                          f"{err}") from None
+    return Reference(truth, vendor=vendor)
 
 
 def check_against_reference(impl, case: Case, *, reference: str = "autograd",
-                            truth: tuple[Result, dict[str, float]] | None = None) -> AgreementReport:
-    """Run `impl` (a name or Impl) on `case` and judge it against `reference` in float64.
+                            truth: Reference | None = None) -> AgreementReport:
+    """Run `impl` (a name or Impl) on `case` and judge it against `reference` in float64
+    (for a low-precision case, relative to the vendor's own error: `vendor_relative`).
 
     The truth is computed from a copy taken before `impl` runs (or given, as
     `reference_of(case)`), and the case is compared with that copy afterwards: an
@@ -199,12 +282,14 @@ def check_against_reference(impl, case: Case, *, reference: str = "autograd",
 
     impl = get_impl(impl) if isinstance(impl, str) else impl
     pristine = case.clone()
-    truth, sens = reference_of(pristine, reference) if truth is None else truth
+    ref = reference_of(pristine, reference) if truth is None else truth
     got = impl(case)
-    T, B, I, H = case.sizes
-    title = (f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | "
-             f"T={T} B={B} I={I} H={H} {str(case.dtype).replace('torch.', '')} {case.device}")
-    report = agreement(got, truth, dtype=case.dtype, sensitivity=sens, title=title)
+    title = f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | {describe(case)}"
+    if ref.vendor is not None:
+        title += f" | low precision: vs {VENDOR} [{ref.vendor.backend}]'s error x {VENDOR_FACTOR:g} + eps"
+        report = vendor_relative(got, ref.vendor, ref.truth, dtype=case.dtype, title=title)
+    else:
+        report = agreement(got, ref.truth, dtype=case.dtype, sensitivity=ref.sensitivity, title=title)
     report.problems += [f"{impl.name} modified case.{name} in place (inputs are read-only)"
                         for name in case.modified(pristine)]
     return report

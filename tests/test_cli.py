@@ -187,7 +187,7 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys, reg
 
 
 @pytest.mark.parametrize("kernel, error", [
-    ("nan_gradient", "ValueError: nan_gradient returned NaN or Inf in d_bias_hh"),
+    ("nan_gradient", "ValueError: nan_gradient returned NaN or Inf in d_bias_hh_l0"),
     ("mutates_c0", "ValueError: mutates_c0 modified case.c0 in place"),
     ("bfloat16_result", "returned output as torch.bfloat16 on cpu; the case is torch.float32"),
 ])
@@ -209,7 +209,7 @@ from lstm_bench import get_impl
 
 def flipped(case):
     result = get_impl("vectorised")(case)
-    result.grads["weight_hh"] = -result.grads["weight_hh"]  # a sign error in one gradient
+    result.grads["weight_hh_l0"] = -result.grads["weight_hh_l0"]  # a sign error in one gradient
     return result
 
 def good(case):
@@ -237,7 +237,7 @@ def test_check_fails_on_a_broken_impl_given_as_module_function(capsys, user_modu
     assert code == 0 and "PASS" in out and "FAIL" not in out
     code, out, _ = run(capsys, "check", "--impl", f"{user_module}:flipped", *small)
     assert code == 1
-    assert "FAIL (d_weight_hh)" in out
+    assert "FAIL (d_weight_hh_l0)" in out
 
 
 def test_the_table_says_why_an_implementation_without_halves_has_empty_columns(tmp_path, capsys, registered):

@@ -1,31 +1,109 @@
-"""The contract: deterministic cases, the registry, clear errors on bad input, and
-manual paths that never touch autograd."""
+"""The contract: nn.LSTM's names, shapes and semantics in every configuration, deterministic
+cases, the registry, clear errors on bad input, and manual implementations that never
+touch autograd."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import itertools
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstm_bench
-from lstm_bench import (GRAD_NAMES, Case, Result, available_impls, get_impl, make_case, register_impl,
+from lstm_bench import (Case, LSTMConfig, Result, agreement, available_impls, get_impl, make_case, register_impl,
                         unregister_impl)
 
+CONFIGS = [dict(num_layers=L, bidirectional=bi, proj_size=P, batch_first=bf)
+           for L, bi, P, bf in itertools.product((1, 2), (False, True), (0, 2), (False, True))]
+config_ids = [LSTMConfig(3, 5, **c).label or "plain" for c in CONFIGS]
 
-def test_same_seed_same_numbers_across_dtypes():
-    a = make_case(5, 2, 3, 4, dtype=torch.float64, seed=3)
-    b = make_case(5, 2, 3, 4, dtype=torch.float32, seed=3)
-    c = make_case(5, 2, 3, 4, dtype=torch.float64, seed=4)
+
+def test_make_case_has_exactly_the_issues_signature():
+    params = inspect.signature(make_case).parameters
+    assert list(params)[:4] == ["seq_len", "batch", "input_size", "hidden_size"]
+    for name, default in (("num_layers", 1), ("bidirectional", False), ("proj_size", 0), ("batch_first", False),
+                          ("lengths", None), ("dtype", torch.float32), ("device", "cpu"), ("seed", 0)):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY and params[name].default == default, name
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_ids)
+def test_weights_load_into_nn_lstm_and_shapes_are_nn_lstms(config):
+    T, B, I, H = 4, 3, 3, 5
+    case = make_case(T, B, I, H, **config, seed=1)
+    c = case.config
+    module = torch.nn.LSTM(I, H, **config)
+    module.load_state_dict(case.weights)  # unchanged: nn.LSTM's own parameter names and shapes
+    assert list(case.weights) == [n for n, _ in module.named_parameters()]
+    D, H_out = 2 if c.bidirectional else 1, c.proj_size or H
+    seq = (B, T) if c.batch_first else (T, B)
+    assert case.x.shape == (*seq, I) and case.d_output.shape == (*seq, D * H_out)
+    assert case.h0.shape == case.d_h_n.shape == (c.num_layers * D, B, H_out)
+    assert case.c0.shape == case.d_c_n.shape == (c.num_layers * D, B, H)
+    result = get_impl("vectorised")(case)
+    output, (h_n, c_n) = module(case.x, (case.h0, case.c0))
+    assert result.output.shape == output.shape and result.h_n.shape == h_n.shape and result.c_n.shape == c_n.shape
+    assert list(result.grads) == ["x", "h0", "c0", *case.weights]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_ids)
+def test_the_truth_has_nn_lstms_semantics_with_and_without_lengths(config):
+    # The float64 truth every kernel is judged against (autograd over the stack composition)
+    # against nn.LSTM itself, packed sequences through pack_padded_sequence as a user writes it.
+    for lengths in (None, torch.tensor([4, 1, 3])):
+        case = make_case(4, 3, 3, 5, **config, lengths=lengths, dtype=torch.float64, seed=2)
+        module = case.config.module(dtype=torch.float64)
+        module.load_state_dict(case.weights)
+        with torch.enable_grad():
+            x, h0, c0 = (t.clone().requires_grad_() for t in (case.x, case.h0, case.c0))
+            if lengths is None:
+                out, (h_n, c_n) = module(x, (h0, c0))
+            else:
+                packed = pack_padded_sequence(x, lengths, batch_first=case.config.batch_first, enforce_sorted=False)
+                out, (h_n, c_n) = module(packed, (h0, c0))
+                out, _ = pad_packed_sequence(out, batch_first=case.config.batch_first, total_length=4)
+            params = [dict(module.named_parameters())[n] for n in case.weights]
+            grads = torch.autograd.grad((out, h_n, c_n), (x, h0, c0, *params),
+                                        (case.d_output, case.d_h_n, case.d_c_n))
+        nn_result = Result(out.detach(), h_n.detach(), c_n.detach(), dict(zip(case.config.grad_names(), grads)))
+        report = agreement(get_impl("autograd")(case), nn_result)
+        assert report.passed, str(report)
+
+
+def test_lengths_semantics():
+    case = make_case(5, 3, 2, 4, bidirectional=True, lengths=torch.tensor([5, 2, 1]), dtype=torch.float64, seed=3)
+    r = get_impl("reference")(case)
+    assert torch.all(r.output[2:, 1] == 0) and torch.all(r.output[1:, 2] == 0)  # padded positions are zero
+    assert torch.all(r.grads["x"][2:, 1] == 0)  # ... and get no gradient
+    # d_output at padded positions is ignored: changing it changes nothing
+    other = dataclasses.replace(case, d_output=case.d_output.clone())
+    other.d_output[3:, 1] = 123.0
+    assert torch.equal(get_impl("reference")(other).grads["weight_hh_l0"], r.grads["weight_hh_l0"])
+    # h_n of a sequence of length 2 is its state after step 2, as the same sequence cut to 2 steps gives
+    cut = make_case(2, 1, 2, 4, bidirectional=True, dtype=torch.float64, seed=3)
+    cut = dataclasses.replace(cut, x=case.x[:2, 1:2].clone(), h0=case.h0[:, 1:2].clone(), c0=case.c0[:, 1:2].clone(),
+                              weights=case.weights)
+    alone = get_impl("reference")(cut)
+    assert torch.allclose(r.h_n[:, 1], alone.h_n[:, 0]) and torch.allclose(r.c_n[:, 1], alone.c_n[:, 0])
+
+
+def test_same_seed_same_numbers_across_dtypes_and_layouts():
+    a = make_case(5, 2, 3, 4, num_layers=2, dtype=torch.float64, seed=3)
+    b = make_case(5, 2, 3, 4, num_layers=2, dtype=torch.float32, seed=3)
+    c = make_case(5, 2, 3, 4, num_layers=2, dtype=torch.float64, seed=4)
     for k, t in a.tensors().items():
         assert torch.equal(t.to(torch.float32), b.tensors()[k]), k
     assert not torch.equal(a.x, c.x)
+    first = make_case(5, 2, 3, 4, num_layers=2, batch_first=True, dtype=torch.float64, seed=3)
+    assert torch.equal(first.x, a.x.transpose(0, 1)) and torch.equal(first.d_output, a.d_output.transpose(0, 1))
 
 
 def test_case_draws_follow_nn_lstm_init_and_nonzero_states():
     H = 16
-    case = make_case(3, 2, 5, H, dtype=torch.float64)
+    case = make_case(3, 2, 5, H, num_layers=2, proj_size=4, dtype=torch.float64)
     bound = 1 / H ** 0.5
-    for t in case.weights.as_tuple():
+    for t in case.weights.values():
         assert t.abs().max() <= bound
     assert case.h0.abs().min() > 0 and case.c0.abs().min() > 0
     for t in (case.d_output, case.d_h_n, case.d_c_n):
@@ -34,22 +112,13 @@ def test_case_draws_follow_nn_lstm_init_and_nonzero_states():
 
 def test_forget_bias_and_weight_scale():
     H = 4
-    case = make_case(2, 1, 3, H, dtype=torch.float64, forget_bias=5.0)
-    b = case.weights.bias_ih + case.weights.bias_hh
-    assert torch.all(b[H:2 * H] == 5.0)
+    case = make_case(2, 1, 3, H, num_layers=2, bidirectional=True, dtype=torch.float64, forget_bias=5.0)
+    for layer, d in case.config.layers():
+        n = case.config.names(layer, d)
+        assert torch.all((case.weights[n.bias_ih] + case.weights[n.bias_hh])[H:2 * H] == 5.0)
     plain, scaled = make_case(2, 1, 3, H, dtype=torch.float64), make_case(2, 1, 3, H, dtype=torch.float64,
                                                                          weight_scale=10.0)
-    assert torch.allclose(scaled.weights.weight_hh, 10 * plain.weights.weight_hh)
-
-
-@pytest.mark.parametrize("name", ["reference", "vectorised", "autograd", "nn_lstm", "nn_lstm_native"])
-def test_result_has_the_contracted_fields(name, device):
-    case = make_case(3, 2, 5, 4, device=device)
-    result = get_impl(name)(case)
-    assert isinstance(result, Result)
-    assert set(result.grads) == set(GRAD_NAMES)
-    assert result.output.shape == (3, 2, 4) and result.h_n.shape == (2, 4) and result.c_n.shape == (2, 4)
-    assert result.backend
+    assert torch.allclose(scaled.weights["weight_hh_l0"], 10 * plain.weights["weight_hh_l0"])
 
 
 def test_nn_lstm_records_the_backend_that_ran(device):
@@ -61,8 +130,10 @@ def test_nn_lstm_records_the_backend_that_ran(device):
         assert fast == "cudnn"
     elif torch.backends.mkldnn.is_available():
         assert fast == "onednn"
-    # float64 has no oneDNN kernel: PyTorch falls back to ATen's, and the result says so
+    # float64 has no oneDNN kernel, nor has a projection: ATen's runs, and the result says so
     assert get_impl("nn_lstm")(case.to(torch.float64)).backend in ("native", "cudnn")
+    if device == "cpu":
+        assert get_impl("nn_lstm")(make_case(3, 2, 5, 4, proj_size=2)).backend == "native"
 
 
 def test_native_kernels_restores_flags():
@@ -76,17 +147,18 @@ def test_native_kernels_restores_flags():
 
 
 @pytest.mark.parametrize("name", ["reference", "vectorised"])
-def test_manual_paths_never_call_autograd(name, monkeypatch):
-    case = make_case(4, 2, 3, 5, dtype=torch.float64)
+def test_manual_implementations_never_call_autograd(name, monkeypatch):
+    case = make_case(4, 3, 3, 5, num_layers=2, bidirectional=True, proj_size=2, lengths=torch.tensor([4, 1, 2]),
+                     dtype=torch.float64)
     expected = get_impl(name)(case)
 
     def forbidden(*args, **kwargs):
-        raise AssertionError("a manual path called autograd")
+        raise AssertionError("a manual implementation called autograd")
 
     monkeypatch.setattr(torch.autograd, "grad", forbidden)
     monkeypatch.setattr(torch.autograd, "backward", forbidden)
     monkeypatch.setattr(torch.Tensor, "backward", forbidden)
-    leaves = Case.from_tensors({k: v.clone().requires_grad_() for k, v in case.tensors().items()})
+    leaves = case.with_tensors({k: v.clone().requires_grad_() for k, v in case.tensors().items()})
     result = get_impl(name)(leaves)
     for k, t in result.tensors().items():
         assert t.grad_fn is None and not t.requires_grad, f"{name} built an autograd graph for {k}"
@@ -97,13 +169,13 @@ def test_manual_paths_never_call_autograd(name, monkeypatch):
         assert torch.equal(t, expected.tensors()[k]), k
 
 
-def test_autograd_paths_work_under_no_grad():
+def test_autograd_implementations_work_under_no_grad():
     case = make_case(3, 2, 3, 4, dtype=torch.float64)
     expected = get_impl("autograd")(case)
     with torch.no_grad():
         for name in ("autograd", "nn_lstm", "nn_lstm_native"):
             got = get_impl(name)(case)
-            assert torch.allclose(got.grads["weight_hh"], expected.grads["weight_hh"]), name
+            assert torch.allclose(got.grads["weight_hh_l0"], expected.grads["weight_hh_l0"]), name
 
 
 def test_available_impls_and_builtins():
@@ -126,6 +198,17 @@ def test_register_a_user_impl_runs_under_the_same_checks():
     assert "test_user_kernel" not in available_impls("cpu")
 
 
+def test_a_feature_a_kernel_does_not_declare_is_skipped_with_the_reason():
+    register_impl("test_single_layer_only", get_impl("vectorised").fn, devices=["cpu"], features=())
+    try:
+        impl = get_impl("test_single_layer_only")
+        assert impl.unsupported(make_case(3, 2, 3, 4)) is None
+        reason = impl.unsupported(make_case(3, 2, 3, 4, num_layers=2, lengths=torch.tensor([3, 1])))
+        assert "does not implement layers, lengths" in reason
+    finally:
+        unregister_impl("test_single_layer_only")
+
+
 # ---- bad input: a clear error naming the argument, never a deep torch error ----
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -133,6 +216,12 @@ def test_register_a_user_impl_runs_under_the_same_checks():
     (dict(batch=-1), "batch must be a positive int, got -1"),
     (dict(input_size=2.5), "input_size must be a positive int, got 2.5"),
     (dict(hidden_size=True), "hidden_size must be a positive int"),
+    (dict(num_layers=0), "num_layers must be a positive int, got 0"),
+    (dict(proj_size=4), "proj_size must be smaller than hidden_size"),
+    (dict(bidirectional=1), "bidirectional must be True or False"),
+    (dict(lengths=torch.tensor([1, 3])), r"lengths must lie in \[1, T=2\]"),
+    (dict(lengths=torch.tensor([1.0, 2.0])), "lengths must be an int64 CPU tensor of shape"),
+    (dict(lengths=torch.tensor([1])), r"lengths must be an int64 CPU tensor of shape \(2,\)"),
     (dict(dtype=torch.int64), "dtype must be a floating torch dtype"),
     (dict(dtype="float33"), "dtype must be a floating torch dtype"),
     (dict(device="tpu"), "device must be one of"),
@@ -159,23 +248,22 @@ def test_unknown_impl_is_a_key_error_listing_known_names():
 
 
 def _broken(case: Case, **fields) -> Case:
-    t = case.tensors()
-    t.update(fields)
-    return Case.from_tensors(t)
+    return case.with_tensors({**case.tensors(), **fields})
 
 
 @pytest.mark.parametrize("name", ["reference", "vectorised", "autograd", "nn_lstm", "nn_lstm_native"])
 @pytest.mark.parametrize("field, make, match", [
-    ("weight_hh", lambda c: c.weights.weight_hh[:, :-1], r"case.weight_hh has shape \(16, 3\), expected \(16, 4\)"),
-    ("weight_ih", lambda c: c.weights.weight_ih.T, r"case.weight_ih has shape \(3, 16\), expected \(16, 3\)"),
+    ("weight_hh_l0", lambda c: c.weights["weight_hh_l0"][:, :-1],
+     r"case.weight_hh_l0 has shape \(16, 3\), expected \(16, 4\)"),
+    ("weight_ih_l0", lambda c: c.weights["weight_ih_l0"].T, r"case.weight_ih_l0 has shape \(3, 16\), expected \(16, 3\)"),
     ("d_output", lambda c: c.d_output[:-1], r"case.d_output has shape \(4, 2, 4\), expected \(5, 2, 4\)"),
-    ("h0", lambda c: c.h0[None], r"case.h0 must be 2-D \(B, H\), got shape \(1, 2, 4\)"),
+    ("h0", lambda c: c.h0[0], r"case.h0 has shape \(2, 4\), expected \(1, 2, 4\)"),
     ("x", lambda c: c.x[0], r"case.x must be 3-D \(T, B, I\), got shape \(2, 3\)"),
     ("c0", lambda c: c.c0.double(), r"case.c0 has dtype torch.float64, but case.x has torch.float32"),
-    ("bias_ih", lambda c: c.weights.bias_ih.to("meta"), r"case.bias_ih is on meta, but case.x is on cpu"),
-    ("x", lambda c: c.x[:, :, :0], r"case has I = 0"),
+    ("bias_ih_l0", lambda c: c.weights["bias_ih_l0"].to("meta"), r"case.bias_ih_l0 is on meta, but case.x is on cpu"),
+    ("x", lambda c: c.x[:, :, :0], r"case.x has shape \(5, 2, 0\), expected \(5, 2, 3\)"),
 ])
-def test_paths_reject_inconsistent_cases(name, field, make, match):
+def test_implementations_reject_inconsistent_cases(name, field, make, match):
     case = make_case(5, 2, 3, 4)
     with pytest.raises(ValueError, match=match):
         get_impl(name)(_broken(case, **{field: make(case)}))
@@ -184,12 +272,12 @@ def test_paths_reject_inconsistent_cases(name, field, make, match):
 def test_user_impl_returning_wrong_result_is_named():
     def bad(case):
         r = get_impl("vectorised")(case)
-        del r.grads["bias_hh"]
+        del r.grads["bias_hh_l0"]
         return r
 
     register_impl("test_bad_result", bad)
     try:
-        with pytest.raises(ValueError, match=r"'test_bad_result' returned grads .* missing \['bias_hh'\]"):
+        with pytest.raises(ValueError, match=r"'test_bad_result' returned grads .* missing \['bias_hh_l0'\]"):
             get_impl("test_bad_result")(make_case(2, 1, 2, 3))
     finally:
         unregister_impl("test_bad_result")
@@ -202,10 +290,13 @@ def test_register_rejects_bad_arguments():
         register_impl("x", 3)
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         register_impl("x", lambda c: c, devices=["tpu"])
+    with pytest.raises(ValueError, match="unknown feature 'peepholes'"):
+        register_impl("x", lambda c: c, features=["peepholes"])
 
 
 def test_public_api_names():
-    for name in ("make_case", "Case", "LSTMWeights", "Result", "get_impl", "available_impls", "register_impl",
+    for name in ("make_case", "Case", "LSTMConfig", "Result", "get_impl", "available_impls", "register_impl",
                  "agreement", "load_impl"):
         assert hasattr(lstm_bench, name), name
-    assert [f.name for f in dataclasses.fields(Case)] == ["x", "h0", "c0", "weights", "d_output", "d_h_n", "d_c_n"]
+    assert [f.name for f in dataclasses.fields(Case)] == ["x", "h0", "c0", "weights", "d_output", "d_h_n", "d_c_n",
+                                                          "config", "lengths"]

@@ -125,9 +125,9 @@ def test_decompose_sequence_total_matches_autograd_norm():
     assert prof.steps == [2, 3, 4, 5, 6]
     # Independent: spectral norm of autograd's dc_3/dc_2 of the first sample, rolling the cell forward.
     w = case.weights
-    b = w.bias_ih + w.bias_hh
-    h, c = case.h0[:1], case.c0[:1]
-    p = dict(w_ih=w.weight_ih, w_hh=w.weight_hh, b=b)
+    b = w["bias_ih_l0"] + w["bias_hh_l0"]
+    h, c = case.h0[0, :1], case.c0[0, :1]
+    p = dict(w_ih=w["weight_ih_l0"], w_hh=w["weight_hh_l0"], b=b)
     for t in range(2):  # c_1, c_2 and o_2
         p["x"] = case.x[t, :1]
         o = torch.sigmoid(_pre(p, dict.fromkeys("ifgo", h))[3])

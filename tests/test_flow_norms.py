@@ -22,10 +22,10 @@ def _autograd_states(case):
     """Total dL/dh_t, dL/dc_t (T, B, H) and dL/dx via retain_grad on every state."""
     w = case.weights
     x = case.x.clone().requires_grad_()
-    h, c = case.h0, case.c0
+    h, c = case.h0[0], case.c0[0]
     hs, cs = [], []
     for t in range(x.shape[0]):
-        z = x[t] @ w.weight_ih.T + w.bias_ih + h @ w.weight_hh.T + w.bias_hh
+        z = x[t] @ w["weight_ih_l0"].T + w["bias_ih_l0"] + h @ w["weight_hh_l0"].T + w["bias_hh_l0"]
         i, f, g, o = z.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)

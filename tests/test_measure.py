@@ -41,7 +41,7 @@ def test_accuracy_metric_sees_a_wrong_gradient():
 
     def broken(case):
         r = good(case)
-        r.grads["weight_hh"] = -r.grads["weight_hh"]
+        r.grads["weight_hh_l0"] = -r.grads["weight_hh_l0"]
         return r
 
     register_impl("_broken_for_measure_test", broken, devices=("cpu",),

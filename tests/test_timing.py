@@ -53,7 +53,7 @@ def test_step_fn_runs_forward_or_the_whole_step():
     impl, case = get_impl("vectorised"), make_case(3, 2, 4, 5)
     assert isinstance(step_fn(impl, case, backward=True)(), Result)
     saved = step_fn(impl, case, backward=False)()
-    assert saved.gates.shape == (3, 2, 20)  # the forward's cache, not a Result
+    assert saved.layers[(0, 0)].gates.shape == (3, 2, 20)  # the forward's cache, not a Result
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)

@@ -37,13 +37,13 @@ def test_identical_results_pass_and_report_zero(pair):
 @pytest.mark.parametrize("where", ["result", "reference"])
 def test_nan_or_inf_anywhere_fails(pair, bad, where):
     _, ref = pair
-    poisoned = ref.grads["weight_hh"].clone()
+    poisoned = ref.grads["weight_hh_l0"].clone()
     poisoned[0, 0] = bad
-    broken = _with(ref, "d_weight_hh", poisoned)
+    broken = _with(ref, "d_weight_hh_l0", poisoned)
     a, b = (broken, ref) if where == "result" else (ref, broken)
     report = agreement(a, b, sensitivity={k: 1e9 for k in ref.tensors()})  # even a huge bound
     assert not report.passed
-    assert [r.name for r in report.failures] == ["d_weight_hh"]
+    assert [r.name for r in report.failures] == ["d_weight_hh_l0"]
     assert "NaN/Inf" in report.failures[0].note
 
 
@@ -81,11 +81,11 @@ def test_float32_bound_tracks_conditioning():
     ref_s = get_impl("autograd")(saturated.to(torch.float64))
     ref_n = get_impl("autograd")(normal.to(torch.float64))
     # an error just inside the saturated case's bound is far outside the normal case's
-    err = 0.5 * 16 * sens_s["d_weight_hh"]
+    err = 0.5 * 16 * sens_s["d_weight_hh_l0"]
     for ref, sens, expect in ((ref_s, sens_s, True), (ref_n, sens_n, False)):
-        w = ref.grads["weight_hh"].clone()
+        w = ref.grads["weight_hh_l0"].clone()
         w[0, 0] += err
-        got = _with(ref, "d_weight_hh", w).to(torch.float32)
+        got = _with(ref, "d_weight_hh_l0", w).to(torch.float32)
         assert agreement(got, ref, sensitivity=sens).passed is expect
 
 
@@ -95,8 +95,8 @@ def test_report_prints_a_table(pair):
     text = str(report)
     for column in ("mean abs", "max abs", "max rel", "PASS"):
         assert column in text
-    for name in ("output", "h_n", "c_n", "d_x", "d_h0", "d_c0", "d_weight_ih", "d_weight_hh", "d_bias_ih",
-                 "d_bias_hh"):
+    for name in ("output", "h_n", "c_n", "d_x", "d_h0", "d_c0", "d_weight_ih_l0", "d_weight_hh_l0", "d_bias_ih_l0",
+                 "d_bias_hh_l0"):
         assert f"\n{name} " in text
     assert report.to_dict()["passed"] is True
 

@@ -16,6 +16,8 @@ from ..cases import DEPTHS, CaseSpec, catalogue
 from ..contract import Case
 from ..devices import KNOWN_DEVICES
 from ..registry import Impl, all_impls, get_impl, resolve_impls
+from ..support import Unsupported
+from ..testing import assert_agrees
 
 # Random cases per kernel and device at each depth (--lstm-examples overrides).
 EXAMPLES = {"quick": 8, "default": 20, "nightly": 300}
@@ -92,6 +94,15 @@ class Kernel:
         if reason is not None:
             pytest.skip(reason)
         return case
+
+    def assert_agrees(self, spec: CaseSpec, msg: str = "") -> None:
+        """`testing.assert_agrees` on `spec`; a skip, with the reason, for a case the kernel does
+        not support or that has no yardstick (a low-precision case the vendor cannot run)."""
+        self.case(spec)
+        try:
+            assert_agrees(self.impl, spec, device=self.device, msg=msg)
+        except Unsupported as why:
+            pytest.skip(str(why))
 
     def supported(self, specs: list[CaseSpec]) -> CaseSpec:
         """The first of `specs` this kernel supports; a skip naming them all when it supports none."""

@@ -70,7 +70,7 @@ def decay_table(fs: Sequence[float] = DECAY_F, lengths: Sequence[int] = DECAY_T)
 def forget_values(case: Case) -> torch.Tensor:
     """f_t for t = 1..T of `case`'s forward pass, (T, B, H)."""
     H = case.sizes[3]
-    return vectorised.forward(case).gates[:, :, gate_slice("f", H)].clone()
+    return vectorised.forward(case).layers[(0, 0)].gates[:, :, gate_slice("f", H)].clone()
 
 
 def span_products(f: torch.Tensor) -> torch.Tensor:

@@ -146,8 +146,8 @@ def decompose_sequence(case: Case, *, samples: int | None = None, steps: int | N
             raise ValueError(f"steps must be positive, got {steps}")
         if steps < len(at):
             at = sorted({round(1 + k * (T - 2) / max(steps - 1, 1)) for k in range(steps)})
-    cache = vectorised.forward(case)  # gates (T, B, 4H) activated, h and c (T+1, B, H)
-    w_hh = case.weights.weight_hh
+    cache = vectorised.forward(case).layers[(0, 0)]  # gates (T, B, 4H) activated, r and c (T+1, B, H)
+    w_hh = case.weights["weight_hh_l0"]
     names = ("direct", "i", "f", "g", "indirect", "total")
     profile = JacobianProfile(steps=[t + 1 for t in at], norms={k: [] for k in names})
     for t in at:  # Jacobian of c_{t+1} w.r.t. c_t, 1-based step t+1

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..contract import Case, LSTMWeights
+from ..contract import Case, LSTMConfig
 from ..impls import reference, vectorised
 from .models import check_single_layer, gru_step, kind_of, layer_weights, rnn_step
 
@@ -65,11 +65,12 @@ def lstm_case(model: nn.LSTM, x: torch.Tensor, loss: str = "last") -> Case:
     """The contract's Case for `model` on x (T, B, I): zero initial states, d_output from `loss`,
     d_h_n = d_c_n = 0 (so L is exactly the loss on the outputs)."""
     w_ih, w_hh, b_ih, b_hh = layer_weights(model, x)
-    T, B, _ = x.shape
+    T, B, I = x.shape
     H = w_hh.shape[1]
-    zeros = x.new_zeros(B, H)
-    return Case(x=x.detach(), h0=zeros, c0=zeros.clone(), weights=LSTMWeights(w_ih, w_hh, b_ih, b_hh),
-                d_output=upstream(x, H, loss), d_h_n=zeros.clone(), d_c_n=zeros.clone())
+    zeros = x.new_zeros(1, B, H)
+    weights = {"weight_ih_l0": w_ih, "weight_hh_l0": w_hh, "bias_ih_l0": b_ih, "bias_hh_l0": b_hh}
+    return Case(x=x.detach(), h0=zeros, c0=zeros.clone(), weights=weights, d_output=upstream(x, H, loss),
+                d_h_n=zeros.clone(), d_c_n=zeros.clone(), config=LSTMConfig(I, H))
 
 
 def step_gradients(model: nn.Module, x: torch.Tensor, *, loss: str = "last", impl: str = "vectorised") -> StepGrads:

@@ -1,5 +1,9 @@
 """torch.nn.LSTM loaded with the case's weights, gradients by autograd (`autograd.backward`).
 
+The module is built from the case's `LSTMConfig` and loaded with `load_state_dict(case.weights)`;
+variable lengths go through `pack_padded_sequence(..., enforce_sorted=False)` and come back
+padded to T by `pad_packed_sequence(..., total_length=T)`, as a user of nn.LSTM writes it.
+
 `nn_lstm` lets PyTorch pick its fastest kernel: cuDNN on CUDA, oneDNN (mkldnn) on
 CPU where it applies (float32 and bfloat16; float64 falls back to ATen's kernel).
 `nn_lstm_native` turns cuDNN and oneDNN off, leaving ATen's own kernels. The Result's
@@ -8,9 +12,11 @@ CPU where it applies (float32 and bfloat16; float64 falls back to ATen's kernel)
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Iterator
 
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..contract import Case, Result
 from .autograd import Graph, backward
@@ -34,16 +40,13 @@ def native_kernels() -> Iterator[None]:
 
 
 def _module(case: Case) -> torch.nn.LSTM:
-    T, B, I, H = case.sizes
-    key = (case.device, case.dtype, I, H)
+    key = (case.device, case.dtype, case.config)
     if key not in _module_cache:
         _module_cache.clear()
-        _module_cache[key] = torch.nn.LSTM(I, H, device=case.device, dtype=case.dtype)
+        _module_cache[key] = case.config.module(device=case.device, dtype=case.dtype)
     lstm = _module_cache[key]
     with torch.no_grad():
-        for p, w in zip((lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0),
-                        case.weights.as_tuple()):
-            p.copy_(w)
+        lstm.load_state_dict(case.weights)
     if case.device.type == "cuda":
         lstm.flatten_parameters()  # cuDNN wants one contiguous weight buffer
     return lstm
@@ -67,11 +70,19 @@ def backend_of(c_n: torch.Tensor) -> str:
 
 def forward(case: Case) -> Graph:
     lstm = _module(case)
-    with torch.enable_grad():
+    c = case.config
+    with torch.enable_grad(), warnings.catch_warnings():
+        # "LSTM with projections is not supported with oneDNN": the backend that ran is recorded instead
+        warnings.filterwarnings("ignore", message=".*not supported with oneDNN.*")
         x, h0, c0 = (t.detach().requires_grad_() for t in (case.x, case.h0, case.c0))
-        output, (h_n, c_n) = lstm(x, (h0[None], c0[None]))
-        h_n, c_n = h_n[0], c_n[0]  # drop the layer axis inside the graph
-    inputs = (x, h0, c0, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        if case.lengths is None:
+            output, (h_n, c_n) = lstm(x, (h0, c0))
+        else:
+            packed = pack_padded_sequence(x, case.lengths, batch_first=c.batch_first, enforce_sorted=False)
+            output, (h_n, c_n) = lstm(packed, (h0, c0))
+            output, _ = pad_packed_sequence(output, batch_first=c.batch_first, total_length=case.sizes[0])
+    params = dict(lstm.named_parameters())
+    inputs = (x, h0, c0, *(params[name] for name in c.weight_shapes()))
     return Graph(inputs, output, h_n, c_n, backend_of(c_n))
 
 

@@ -10,7 +10,7 @@ import itertools
 
 import torch
 
-from lstm_bench import GRAD_NAMES, Result, get_impl
+from lstm_bench import Result, get_impl
 
 
 def correct(case) -> Result:
@@ -29,9 +29,9 @@ def remainder_tile_above_h64(case):
     H = case.sizes[3]
     if H <= 64 or H % 64 == 0:
         return r
-    d_w = r.grads["weight_hh"].clone()
+    d_w = r.grads["weight_hh_l0"].clone()
     d_w[:, 64 * (H // 64):] = 0
-    return _regrad(r, weight_hh=d_w)
+    return _regrad(r, weight_hh_l0=d_w)
 
 
 def batch_tile_above_b32(case):
@@ -40,9 +40,9 @@ def batch_tile_above_b32(case):
     B = case.sizes[1]
     if B <= 32:
         return r
-    dx = r.grads["x"].clone()
-    dx[:, 32:] = dx[:, :B - 32]
-    return _regrad(r, x=dx)
+    dx = r.grads["x"].clone().movedim(0 if case.config.batch_first else 1, 0)  # batch first
+    dx[32:] = dx[:B - 32].clone()
+    return _regrad(r, x=dx.movedim(0, 0 if case.config.batch_first else 1))
 
 
 def input_loop_bound_h(case):
@@ -51,18 +51,21 @@ def input_loop_bound_h(case):
     T, B, I, H = case.sizes
     if I <= H:
         return r
-    d_w = r.grads["weight_ih"].clone()
+    d_w = r.grads["weight_ih_l0"].clone()
     d_w[:, H:] = 0
-    return _regrad(r, weight_ih=d_w)
+    return _regrad(r, weight_ih_l0=d_w)
 
 
 # --- truncation: the gradient of each step reaches back at most WINDOW steps -----------
 
 def _windowed(case, window: int) -> Result:
+    """Single-layer, unidirectional, time-major only (declared: features = ())."""
     T = case.sizes[0]
+    names = case.config.grad_names()
     with torch.enable_grad():
-        inputs = tuple(t.detach().requires_grad_() for t in (case.x, case.h0, case.c0, *case.weights.as_tuple()))
+        inputs = tuple(case.tensors()[k].detach().requires_grad_() for k in names)
         x, h0, c0, w_ih, w_hh, b_ih, b_hh = inputs
+        h0, c0 = h0[0], c0[0]
 
         def step(h, c, t):
             i, f, g, o = (x[t] @ w_ih.T + b_ih + b_hh + h @ w_hh.T).chunk(4, 1)
@@ -70,7 +73,7 @@ def _windowed(case, window: int) -> Result:
             return torch.sigmoid(o) * torch.tanh(c), c
 
         with torch.no_grad():
-            hs, cs = [case.h0], [case.c0]
+            hs, cs = [case.h0[0]], [case.c0[0]]
             for t in range(T):
                 h, c = step(hs[-1], cs[-1], t)
                 hs.append(h)
@@ -87,7 +90,7 @@ def _windowed(case, window: int) -> Result:
             for k, g in enumerate(torch.autograd.grad(outs, inputs, ups, allow_unused=True)):
                 if g is not None:
                     grads[k] += g
-    return Result(torch.stack(hs[1:]), hs[-1], cs[-1], dict(zip(GRAD_NAMES, grads)), backend="windowed")
+    return Result(torch.stack(hs[1:]), hs[-1][None], cs[-1][None], dict(zip(names, grads)), backend="windowed")
 
 
 def window_40(case):
@@ -128,9 +131,9 @@ def _one_ulp_noise(case):
     """The right result moved by 1 ulp in d_weight_hh, up on one call and down on the next:
     what reordered atomic additions do to a reduction."""
     r = correct(case)
-    d_w = r.grads["weight_hh"]
+    d_w = r.grads["weight_hh_l0"]
     toward = torch.full_like(d_w, (-1.0) ** next(_calls) * float("inf"))
-    return _regrad(r, weight_hh=torch.nextafter(d_w, toward))
+    return _regrad(r, weight_hh_l0=torch.nextafter(d_w, toward))
 
 
 def nondeterministic(case):
@@ -151,21 +154,21 @@ _weights_by_shape: dict[tuple, torch.Tensor] = {}
 
 def caches_weights_by_shape(case):
     """Keeps weight_hh by its shape across calls: stale weights for the next case of that shape."""
-    w = case.weights
-    key = (tuple(w.weight_hh.shape), w.weight_hh.dtype)
-    cached = _weights_by_shape.setdefault(key, w.weight_hh.clone())
-    return correct(dataclasses.replace(case, weights=dataclasses.replace(w, weight_hh=cached)))
+    w = case.weights["weight_hh_l0"]
+    cached = _weights_by_shape.setdefault((tuple(w.shape), w.dtype), w.clone())
+    return correct(dataclasses.replace(case, weights={**case.weights, "weight_hh_l0": cached}))
 
 
 def nan_gradient(case):
     """A NaN in one element of d_bias_hh (an uninitialised accumulator)."""
     r = correct(case)
-    d_b = r.grads["bias_hh"].clone()
+    d_b = r.grads["bias_hh_l0"].clone()
     d_b[0] = float("nan")
-    return _regrad(r, bias_hh=d_b)
+    return _regrad(r, bias_hh_l0=d_b)
 
 
 for _kernel in (remainder_tile_above_h64, batch_tile_above_b32, input_loop_bound_h, window_40, window_200,
                 bfloat16_result, bfloat16_inside, mutates_c0, nondeterministic, nondeterministic_declared,
                 caches_weights_by_shape, nan_gradient):
     _kernel.devices = ("cpu",)
+window_40.features = window_200.features = ()
