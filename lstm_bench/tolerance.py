@@ -68,6 +68,7 @@ VENDOR = "nn_lstm"  # the yardstick of low-precision results: nn.LSTM as torch r
 VENDOR_FACTOR = 3.0  # F: a low-precision result may be F times as far from the truth as the vendor's ...
 LOWP_FLOOR_ULPS = 1.0  # ... plus this many eps of the tensor's scale
 LOWP_MIN_HIDDEN = 8  # smaller hidden sizes are not judged in low precision (too few elements a tensor)
+TF32_EPS = 2.0 ** -10  # TF32 keeps 10 mantissa bits: float32 cases computed with TF32 on CUDA are judged with it
 FLOOR = 16.0  # A: multiples of eps, of the tensor's scale and of each |b|
 SENS_FACTOR = 16.0  # K: multiples of the measured sensitivity
 ILL_CONDITIONED = 0.1  # K * sens above this fraction of scale: agreement is not informative
@@ -208,9 +209,11 @@ def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = 
     return AgreementReport(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
 
 
-def vendor_relative(result: Result, vendor: Result, truth: Result, *, dtype: torch.dtype,
+def vendor_relative(result: Result, vendor: Result, truth: Result, *, dtype: torch.dtype, eps: float | None = None,
                     title: str = "") -> AgreementReport:
-    """Judge a low-precision `result` by its error against `truth`, relative to `vendor`'s (module docstring)."""
+    """Judge a low-precision `result` by its error against `truth`, relative to `vendor`'s (module
+    docstring). `eps` defaults to `dtype`'s (TF32_EPS for float32 computed in TF32 mode)."""
+    eps = torch.finfo(dtype).eps if eps is None else eps
     a, v, b = result.tensors(), vendor.tensors(), truth.tensors()
     rows = []
     for k in b:
@@ -222,7 +225,7 @@ def vendor_relative(result: Result, vendor: Result, truth: Result, *, dtype: tor
         scale = ref.abs().max().item() or 1.0
         diff = (x - ref).abs()
         err, err_vendor = diff.max().item() / scale, (y - ref).abs().max().item() / scale
-        bound = VENDOR_FACTOR * err_vendor + LOWP_FLOOR_ULPS * torch.finfo(dtype).eps
+        bound = VENDOR_FACTOR * err_vendor + LOWP_FLOOR_ULPS * eps
         worst = err / bound
         rows.append(Row(k, diff.mean().item(), diff.max().item(), err, worst, worst <= 1.0,
                         f"vendor {err_vendor:.1e}"))

@@ -35,6 +35,28 @@ def test_matches_torch_flop_counter_on_the_autograd_path(T, B, I, H):
     assert fwd.get_total_flops() + bwd.get_total_flops() == lstm_flops(T, B, I, H, backward=True)
 
 
+@pytest.mark.parametrize("config", [dict(num_layers=2), dict(bidirectional=True), dict(proj_size=2),
+                                    dict(num_layers=3, bidirectional=True, proj_size=3, batch_first=True)],
+                         ids=["L2", "bi", "P2", "L3-bi-P3-bf"])
+def test_configurations_match_torch_flop_counter_on_the_autograd_path(config):
+    T, B, I, H = 3, 2, 5, 4
+    forward, backward = get_impl("autograd").split()
+    case = make_case(T, B, I, H, **config, dtype=torch.float64)
+    with FlopCounterMode(display=False) as fwd:
+        graph = forward(case)
+    with FlopCounterMode(display=False) as bwd:
+        backward(case, graph)
+    shape = {k: v for k, v in config.items() if k != "batch_first"}
+    assert fwd.get_total_flops() == lstm_flops(T, B, I, H, backward=False, **shape)
+    assert fwd.get_total_flops() + bwd.get_total_flops() == lstm_flops(T, B, I, H, backward=True, **shape)
+
+
+def test_padded_steps_are_not_counted():
+    # lengths 3, 1: 4 real steps of 6; every GEMM term scales with the real steps
+    full = lstm_flops(3, 2, 5, 4, backward=True, bidirectional=True)
+    assert lstm_flops(3, 2, 5, 4, backward=True, bidirectional=True, steps=4) * 6 == full * 4
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
 def test_bad_sizes(bad):
     with pytest.raises(ValueError, match="T must be a positive int"):

@@ -4,7 +4,34 @@ bfloat16 and float16, relative to the vendor's own error), the result in the cas
 and device, the case left unchanged."""
 from __future__ import annotations
 
+import pytest
+
 
 
 def test_agrees_with_float64_truth(lstm_kernel, lstm_case_spec):
     lstm_kernel.assert_agrees(lstm_case_spec, msg=f"{lstm_case_spec.label}: {lstm_case_spec.id}")
+
+
+def test_tf32_mode_against_the_vendor(lstm_kernel):
+    """On CUDA, TF32 as its own mode: a float32 case computed with TF32 matmuls (kernel and
+    vendor alike) is judged like a low-precision one, against the vendor's error, with TF32's
+    eps (2^-10). TF32 is otherwise off while a kernel is judged."""
+    import torch
+
+    from lstm_bench.cases import CaseSpec
+    from lstm_bench.registry import get_impl
+    from lstm_bench.tolerance import TF32_EPS, VENDOR, reference_of, vendor_relative
+
+    if lstm_kernel.device != "cuda":
+        pytest.skip("TF32 is a CUDA mode (Ampere GPUs and newer)")
+    case = lstm_kernel.case(CaseSpec(100, 8, 32, 64, "float32", seed=43, label="TF32"))
+    truth = reference_of(case.clone()).truth
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        result, vendor = lstm_kernel.impl(case.clone()), get_impl(VENDOR)(case.clone())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    report = vendor_relative(result, vendor, truth, dtype=torch.float32, eps=TF32_EPS,
+                             title=f"{lstm_kernel.name} in TF32 mode vs {VENDOR} in TF32 mode")
+    assert report.passed, str(report)

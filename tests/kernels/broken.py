@@ -115,6 +115,23 @@ def bfloat16_inside(case):
     return correct(case.to(dtype=torch.bfloat16)).to(dtype=case.dtype)
 
 
+def sums_in_low_precision(case):
+    """The reference with its weight-gradient sums kept in the case's dtype: in bfloat16 and
+    float16 each of the T per-step terms is added with one rounding, where the vendor sums in
+    float32. Correct in float32 and float64."""
+    from lstm_bench.impls import reference, stack
+
+    saved = dict(stack.ACCUMULATE)
+    stack.ACCUMULATE.clear()
+    try:
+        return reference.run(case)
+    finally:
+        stack.ACCUMULATE.update(saved)
+
+
+sums_in_low_precision.dtypes = ("float32", "float64", "bfloat16", "float16")
+
+
 # --- input mutation, determinism, state between calls, NaN --------------------------------
 
 def mutates_c0(case):
@@ -168,7 +185,7 @@ def nan_gradient(case):
 
 
 for _kernel in (remainder_tile_above_h64, batch_tile_above_b32, input_loop_bound_h, window_40, window_200,
-                bfloat16_result, bfloat16_inside, mutates_c0, nondeterministic, nondeterministic_declared,
+                bfloat16_result, bfloat16_inside, sums_in_low_precision, mutates_c0, nondeterministic, nondeterministic_declared,
                 caches_weights_by_shape, nan_gradient):
     _kernel.devices = ("cpu",)
 window_40.features = window_200.features = ()
