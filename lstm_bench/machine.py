@@ -19,6 +19,7 @@ import torch
 from .timing import default_threads
 from .version import __version__
 
+CACHE_ENV = "LSTM_BENCH_CACHE_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -99,3 +100,11 @@ def environment(*, threads: int | None = None) -> dict:
         "backends": backends(),
         "commit": git_commit(),
     }
+
+
+def cache_dir() -> Path:
+    """The harness's cache folder (the matmul peak, the compiled kernels): $LSTM_BENCH_CACHE_DIR, else XDG's."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lstm-bench"

@@ -20,20 +20,11 @@ import torch
 
 from .contract import check_dtype
 from .devices import check_device
-from .machine import cpu_name, gpu_name
+from .machine import cache_dir, cpu_name, gpu_name
 from .timing import set_threads, time_fn
 
-CACHE_ENV = "LSTM_BENCH_CACHE_DIR"
 PEAK_SIZES = {"cpu": (512, 1024, 2048), "cuda": (2048, 4096, 8192)}
 PEAK_REPEATS = 5
-
-
-def cache_dir() -> Path:
-    """Where the measured peak is kept between runs."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lstm-bench"
 
 
 def peak_key(device: str, dtype: str, threads: int) -> str:

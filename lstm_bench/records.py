@@ -40,7 +40,7 @@ class Measurement:
     forward_s, forward_backward_s   seconds per call, one per repeat; forward_s is empty
                                     when the implementation has no forward/backward halves
     saved_bytes, peak_bytes         `lstm_bench.memory`; None when not measured
-    max_rel_error                   max over the outputs and the seven gradients of
+    max_rel_error                   max over the outputs and every gradient of
                                     max|a - b| / max|b|, b the float64 reference; None when not measured
     backend                         what ran (`Result.backend`)
     """

@@ -73,7 +73,7 @@ def _repro(impl: Impl, spec: CaseSpec | None, device: str) -> str:
 
 def assert_agrees(impl: Any, case: CaseLike, *, device: str = "cpu", msg: str = "") -> AgreementReport:
     """Assert that `impl` agrees with the float64 truth on `case` (outputs, final states,
-    seven gradients), returns its result in the case's dtype and device, and leaves the
+    every gradient), returns its result in the case's dtype and device, and leaves the
     case unchanged. Returns the report."""
     impl = as_impl(impl)
     case_, truth, spec = _case(case, device)

@@ -2,7 +2,7 @@
 
 An implementation's result `a` is judged against a reference `b` computed in float64 from the
 very same numbers (the case cast to float64; casting float32 up is exact). For every
-compared tensor (outputs, final states, the seven gradients), element by element:
+compared tensor (outputs, final states, every gradient), element by element:
 
     |a - b| <= eps * (A * scale + A * |b|) + K * sens          (A = 16, K = 16)
 
@@ -191,7 +191,7 @@ def compare_tensors(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, 
 
 def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = None,
               sensitivity: dict[str, float] | None = None, title: str = "") -> AgreementReport:
-    """Judge every tensor of `result` against `reference` (outputs, final states, seven gradients).
+    """Judge every tensor of `result` against `reference` (outputs, final states, every gradient).
 
     `dtype` is the checked dtype, whose eps sets the floor: the case's (default: the
     result's own dtype, never the less precise of the two, so a result that came back in
