@@ -1,25 +1,31 @@
 """Interleaved A/B comparison of two Python environments (`lstm-bench ab --base PY --new PY`).
 
 BASE and NEW are Python executables, each with the version of lstm-bench (or the
-user's kernel package) to compare installed. `run_ab` keeps one long-lived worker
-process per side (`lstm_bench/ab_worker.py`, shipped from this installation and run by
-each side's Python) and alternates them repeat by repeat:
+user's kernel package) to compare installed. `run_ab` keeps one worker process per
+side (`lstm_bench/ab_worker.py`, shipped from this installation and run by each side's
+Python) and alternates them repeat by repeat:
 
-    for each round r = 1..pairs:                     (points round-robin, so that one
-        for each point:                               point's pairs are spread over the
-            order = BASE, NEW or NEW, BASE (random)   whole run, not bunched in one burst)
-            time one repeat on each side, in that order
+    for each generation g = 1..processes:             (fresh worker processes each time)
+        start both workers, set every point up in both
+        for each round of this generation:            (pairs / processes rounds)
+            for each point:                           (round-robin: a point's pairs are
+                order = BASE, NEW or NEW, BASE          spread over the whole run)
+                time one repeat on each side, in that order (random)
 
 Drift and bursts of load then fall on both halves of a pair alike and cancel in the
-per-pair log-ratio ln(new / base), which the signed-rank test of `stats.compare_pairs`
-judges (Holm-adjusted over points). A regression is a significant slowdown whose
-estimated ratio is above 1 + threshold. A repeat is `number` calls, chosen per point
-so that it lasts at least `min_time` (the same number on both sides).
+pair's log-ratio d = ln(new / base). The pairs of one generation are not independent of
+each other (they share two processes, whose memory layout and scheduling persist, and a
+stretch of time: their d were serially correlated here, lag-1 autocorrelation up to
++0.45); the generations are. So `stats.compare_pairs` takes each generation's median of
+d as one observation and tests them with Student's t (a batch-means test), Holm-adjusted
+over points; a regression is a significant slowdown whose estimated ratio is above
+1 + threshold. A repeat is `number` calls, chosen per point (the same on both sides) so
+that it lasts at least `min_time`.
 
 Prior art: asv's `--interleave-rounds` interleaves whole benchmark processes; pyperf
 spreads a benchmark over worker processes; Google Benchmark's compare.py runs a U test
-on repetitions. Here the pairs are the unit, so the test needs no independence of
-repeats within a run, only of the pairs' log-ratios.
+on repetitions (and wants >= 9 of them). Here the unit of the test is the generation of
+worker processes, and each of its observations is already a paired, load-cancelled ratio.
 """
 from __future__ import annotations
 
@@ -440,11 +446,12 @@ def _pair(run: PointRun, workers: dict[str, WorkerProcess], base: Side, new: Sid
 
 
 def underpowered(result: ABResult) -> str:
-    """Why no point can be judged significant with this many pairs, or ""."""
+    """Why no point can be judged significant with this many pairs (signed-rank test, one generation), or ""."""
     k = len(result.verdicts)
-    if not k:
+    paired = [v for v in result.verdicts if v.method == "pairs"]  # the batch t-test has no floor on p
+    if not paired:
         return ""
-    n = min(v.n for v in result.verdicts)
+    n = min(v.n for v in paired)
     if min_p_signed_rank(n) * k >= result.alpha:
         return (f"with {n} pairs and {k} points no point can be judged significant at alpha={result.alpha} "
                 f"(smallest p 2/2^{n}, times {k} for Holm); use more --pairs")

@@ -7,16 +7,26 @@ probability >= 1 - alpha when each test is calibrated:
 
 1. Paired repeats (`ab`, `compare_pairs`): NEW and BASE timed alternately, repeat by
    repeat, in random order within each pair. Per pair i, d_i = ln(new_i / base_i): the
-   load a pair shares cancels in d_i.
-   - test      Wilcoxon signed-rank, two-sided (Wilcoxon 1945; `scipy.stats.wilcoxon`):
-               W+ = sum of the ranks of |d_i| over d_i > 0; exact null distribution (all
-               2^n sign patterns equally likely) for n <= 50 without ties, normal
-               approximation otherwise. Smallest possible p: 2 / 2^n.
-   - estimate  ratio = exp(HL), HL the Hodges-Lehmann pseudo-median of d (Hodges &
-               Lehmann 1963): the median of the n(n+1)/2 Walsh averages (d_i + d_j)/2, i <= j.
-   - CI        the distribution-free interval that goes with the test: with
-               C = n(n+1)/4 - z * sqrt(n(n+1)(2n+1)/24) (z the normal quantile of the level),
-               the (C+1)-th smallest and largest Walsh averages (Hollander & Wolfe 1999, 3.3).
+   load a pair shares cancels in d_i. Because the order within a pair is random and the
+   two sides are exchangeable when the code is identical, each d_i (and any median of
+   them) is symmetric about 0 under the null.
+   - batches (`ab`'s default, method "batches"): the pairs come in batches, one per
+     generation of worker processes; pairs of one batch share processes and a stretch
+     of time, so they are not independent, batches are. m_g = median of d in batch g;
+     test: Student's t that mean(m_g) = 0, g = 1..B, df = B - 1 (the batch-means
+     method of simulation output analysis, e.g. Law & Kelton 2000, 9.5.3; the median
+     within a batch keeps one burst from moving it); estimate ratio = exp(mean m_g),
+     CI the t interval. No floor on p; an outlier batch widens the interval (the test
+     loses power, it does not gain false alarms).
+   - pairs (one batch, method "pairs"): Wilcoxon signed-rank, two-sided (Wilcoxon 1945;
+     `scipy.stats.wilcoxon`): W+ = sum of the ranks of |d_i| over d_i > 0; exact null
+     distribution (all 2^n sign patterns equally likely) for n <= 50 without ties,
+     normal approximation otherwise; smallest possible p: 2 / 2^n. Estimate exp(HL), HL
+     the Hodges-Lehmann pseudo-median of d (Hodges & Lehmann 1963): the median of the
+     n(n+1)/2 Walsh averages (d_i + d_j)/2, i <= j; CI the distribution-free interval that
+     goes with the test: with C = n(n+1)/4 - z * sqrt(n(n+1)(2n+1)/24) (z the normal
+     quantile of the level), the (C+1)-th smallest and largest Walsh averages (Hollander
+     & Wolfe 1999, 3.3).
 2. Independent runs (`compare` of results files with >= 2 runs a side): the unit is the
    run, whose repeats share its stretch of load; each run contributes its median.
    - test      Welch's t on ln(run medians) (`scipy.stats.ttest_ind(equal_var=False)`);
@@ -33,11 +43,12 @@ Verdict: "slower" / "faster" when the adjusted p < alpha (direction from the rat
 above 1 + threshold: significant and large enough to matter.
 
 Sensitivity (`detectable`): the smallest slowdown the test would flag with 80 % power at
-the noise measured, at the Bonferroni level alpha / k (Holm's first step, so an upper
-bound): for paired repeats ln(1 + e) = (z_{1-a/2} + z_{0.8}) * s / sqrt(n * 3/pi), s =
-1.4826 * MAD(d) (a robust SD; 3/pi is the signed-rank test's efficiency relative to
-the t-test under normal noise, Lehmann 1975); for runs the same with Welch's standard
-error and t quantiles. The n that brings it to a target (5 %) scales as s^2 / ln(1.05)^2.
+the noise measured, at the Bonferroni level a = alpha / k (Holm's first step, so an upper
+bound): for batches and runs ln(1 + e) = (t_{1-a/2, df} + t_{0.8, df}) * SE, SE the
+standard error of the test; for pairs ln(1 + e) = (z_{1-a/2} + z_{0.8}) * s / sqrt(n * 3/pi),
+s = 1.4826 * MAD(d) (a robust SD; 3/pi is the signed-rank test's efficiency relative to
+the t-test under normal noise, Lehmann 1975). The n (batches, runs, pairs) that brings it
+to a target (5 %) scales as (ln(1 + e) / ln 1.05)^2.
 
 Noisy (`relative_iqr`): a set of repeats whose interquartile range exceeds 10 % of its
 median, the rule `torch.utils.benchmark` warns on.

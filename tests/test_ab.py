@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lstm_bench import cli
-from lstm_bench.ab import ABSettings, Side, WorkerError, WorkerProcess, parse_env, run_ab
+from lstm_bench.ab import Side, WorkerError, WorkerProcess, parse_env
 from lstm_bench.grid import Point
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,12 +27,15 @@ OLD_COMMIT = "28bac31"  # lstm-bench 0.1: no worker module, no new APIs
 # A user's kernel, loaded by each worker from the working directory as `abkernel:kernel`: the
 # same torch work on both sides (it does not call either side's lstm-bench implementations,
 # which differ between 0.1 and now). In NEW (AB_SIDE=NEW) the T=3 point busy-waits twice
-# its own duration: a 3x slowdown known exactly whatever the load; T=4 is identical code.
+# its own duration: a 3x slowdown known exactly whatever the load; T=4 is identical code;
+# T=5 raises (a point broken in NEW, which the worker must survive).
 KERNEL = """
 import os, time
 import torch
 
 def kernel(case):
+    if os.environ.get("AB_SIDE") == "NEW" and case.x.shape[0] == 5:
+        raise RuntimeError("CUDA out of memory (simulated)")
     t0 = time.perf_counter()
     h = case.h0
     w = torch.cat([case.weights.weight_ih, case.weights.weight_hh], 1)
@@ -73,7 +76,7 @@ def test_identical_code_is_no_change_and_a_known_slowdown_exits_1(tmp_path, caps
     monkeypatch.chdir(tmp_path)
     base_path = old_lstm_bench or ROOT
     argv = ["ab", "--base", sys.executable, "--new", sys.executable, "--impl", "abkernel:kernel",
-            "-T", "3,4", "-B", "2", "-H", "8", "--device", "cpu", "--pairs", "9", "--processes", "3",
+            "-T", "3,4,5", "-B", "2", "-H", "8", "--device", "cpu", "--pairs", "9", "--processes", "3",
             "--min-time", "0.02", "--base-env", f"PYTHONPATH={base_path}", "--new-env", f"PYTHONPATH={ROOT}",
             "--new-env", "AB_SIDE=NEW", "--no-progress"]
     # T=4 is identical code: "no change" unless the calibrated test errs, which it may do with
@@ -91,6 +94,10 @@ def test_identical_code_is_no_change_and_a_known_slowdown_exits_1(tmp_path, caps
         assert verdicts[3]["verdict"] == "slower" and verdicts[3]["regression"], verdicts[3]
         assert 2.0 < verdicts[3]["ratio"] < 4.5  # 3x, measured through the load of a shared machine
         assert "REGRESSION" in out and len(data["runs"][0]["base_s"]) == 9
+        broken = [r for r in data["runs"] if r["new_error"]]  # T=5 failed in NEW, and only there
+        assert [r["point"]["T"] for r in broken] == [5] and not broken[0]["base_error"]
+        assert "CUDA out of memory (simulated)" in broken[0]["new_error"] and "FAILED in NEW" in out
+        assert sorted(verdicts) == [3, 4]
         assert sorted(set(data["runs"][0]["batch"])) == [0, 1, 2]  # three worker generations
         if old_lstm_bench is not None:
             assert data["base"]["lstm_bench"] == "0.1.0" and data["base"]["lstm_bench_file"].startswith(
@@ -151,26 +158,6 @@ def test_an_existing_json_file_is_never_overwritten(tmp_path, capsys):
     target.write_text("keep me")
     code, _, err = run(capsys, "ab", "--base", sys.executable, "--new", sys.executable, "--json", target)
     assert code == 2 and "already exists" in err and target.read_text() == "keep me"
-
-
-def test_a_point_that_fails_in_new_is_recorded_and_the_worker_lives_on(tmp_path, monkeypatch):
-    """The worker catches the kernel's exception: the point fails in NEW, the other points are still compared."""
-    (tmp_path / "abbroken.py").write_text(textwrap.dedent("""
-        import os
-        from lstm_bench import get_impl
-        def kernel(case):
-            if os.environ.get("AB_SIDE") == "NEW" and case.x.shape[0] == 3:
-                raise RuntimeError("CUDA out of memory (simulated)")
-            return get_impl("vectorised").fn(case)
-        kernel.devices = ("cpu",)
-    """))
-    env = (("PYTHONPATH", str(ROOT)),)
-    result = run_ab(Side("BASE", sys.executable, env), Side("NEW", sys.executable, env + (("AB_SIDE", "NEW"),)),
-                    [Point("kernel", 3, 1, 4, 4), Point("kernel", 4, 1, 4, 4)], specs={"kernel": "abbroken:kernel"},
-                    settings=ABSettings(pairs=2, processes=1, min_time=0.001), cwd=str(tmp_path))
-    assert result.failed and [r.point.T for r in result.broken] == [3]
-    assert "CUDA out of memory (simulated)" in result.broken[0].new_error and not result.broken[0].base_error
-    assert [result.points[v.key].T for v in result.verdicts] == [4]
 
 
 def test_parse_env():
