@@ -9,12 +9,17 @@ skipped; the reason is `lstm_bench.grid.skip_reason(point)`.
   of `lstm_bench.timing.step_fn`, which synchronise on CUDA), and the process peak RSS.
 - `TrackStep`: figures that do not depend on the machine's noise (saved bytes, peak
   allocated bytes, FLOPs, max relative error against float64) and achieved GFLOP/s.
+- `TrackInstructions`: CPU instructions of one forward+backward under callgrind at a few
+  small CPU points (`lstm_bench.instructions`): deterministic to ~0.1-0.3 %, so a 1 %
+  overhead regression shows without any timing noise. Without valgrind each point is
+  skipped with the reason (NotImplementedError in setup, shown with --show-stderr).
 """
 from __future__ import annotations
 
 import statistics
 
 from lstm_bench.flops import gflops, lstm_flops
+from lstm_bench import instructions
 from lstm_bench.grid import Point, skip_reason
 from lstm_bench.grid import grid_from_env
 from lstm_bench.measure import max_rel_error
@@ -118,3 +123,28 @@ class TrackStep:
         return max_rel_error(self.impl, self.point, case=self.case)[0]
 
     track_max_rel_error.unit = "relative"
+
+
+# Small CPU points whose instructions are counted: ~1 min each under callgrind here (valgrind
+# start-up, torch's import and callgrind_annotate dominate), so a handful, not the grid.
+INSTRUCTION_POINTS = [("vectorised", 10, 1, 64), ("autograd", 10, 1, 64), ("nn_lstm", 10, 1, 64)]
+
+
+class TrackInstructions:
+    """CPU instructions per forward+backward call (median of 3 callgrind collections, one thread)."""
+
+    params = [[f"{impl}-T{T}-B{B}-H{H}" for impl, T, B, H in INSTRUCTION_POINTS]]
+    param_names = ["point"]
+    timeout = 900.0
+
+    def setup(self, name):
+        impl, T, B, H = next(p for p in INSTRUCTION_POINTS if f"{p[0]}-T{p[1]}-B{p[2]}-H{p[3]}" == name)
+        self.point = Point(impl, T, B, H, H, "cpu", "float32")
+        reason = instructions.unavailable() or instructions.eligible(self.point) or skip_reason(self.point)
+        if reason is not None:
+            raise NotImplementedError(reason)
+
+    def track_instructions(self, name):
+        return instructions.count_instructions(self.point).per_call
+
+    track_instructions.unit = "instructions"

@@ -1,10 +1,16 @@
 """Timing comparison of two sets of sweeps (`lstm-bench compare BASE NEW`), as a typed result.
 
-`compare_runs(base, new)` pools each side's runs (results files of the same sweep,
-typically recorded alternately: base, new, base, new, ...), judges every point measured
-on both sides with `lstm_bench.stats.compare_samples`, and returns a `Comparison`:
-the verdicts, the points measured on one side only, the points that broke in NEW, and
-what about the two environments is worth saying. The command only prints it.
+`compare_runs(base, new)` takes each side's runs (results files of the same sweep,
+typically recorded alternately: base, new, base, new, ...) and judges every point
+measured on both sides with `lstm_bench.stats.compare_run_samples`. The unit of the
+test is the run, since a run's repeats share its stretch of load: with two or more
+runs a side, Welch's t on the logs of the run medians; with one run on a side only its
+repeats are left, a test whose p-values are too small on a noisy machine (said in
+`notes`). It returns a `Comparison`: the verdicts, the points measured in BASE but
+missing from NEW (a failure unless allowed), the points that broke in NEW, whether the
+runs were taken under load, and what about the two environments is worth saying. The
+command only prints it. For a verdict that stays calibrated under load, time both
+sides interleaved in one job: `lstm-bench ab` (`lstm_bench.ab`).
 """
 from __future__ import annotations
 
@@ -13,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .grid import Point
+from .load import Load, summarise
 from .results import ResultsError, ResultsFile, load_many
-from .stats import PointComparison, compare_samples, min_p
+from .stats import PointComparison, compare_run_samples, min_p
 
 METRICS = ("forward_backward", "forward")
 
@@ -59,25 +66,42 @@ def load_side(spec: str) -> list[ResultsFile]:
 
 def pooled_samples(runs: list[ResultsFile], metric: str) -> tuple[dict[str, list[float]], dict[str, Point]]:
     """Per point key, the `metric` repeats of every run's ok record concatenated; and the points."""
-    samples: dict[str, list[float]] = {}
+    per_run, points = run_samples(runs, metric)
+    return {k: [x for r in v for x in r] for k, v in per_run.items()}, points
+
+
+def run_samples(runs: list[ResultsFile], metric: str) -> tuple[dict[str, list[list[float]]], dict[str, Point]]:
+    """Per point key, the `metric` repeats of each run's ok record (one list per run); and the points."""
+    samples: dict[str, list[list[float]]] = {}
     points: dict[str, Point] = {}
     for run in runs:
         for rec in run.ok():
             values = rec.measurement.samples(metric)
             if values:
-                samples.setdefault(rec.key, []).extend(values)
+                samples.setdefault(rec.key, []).append(list(values))
                 points[rec.key] = rec.point
     return samples, points
 
 
 def _statuses(runs: list[ResultsFile]) -> dict[str, str]:
-    """Point key -> status of its latest record over the runs."""
-    return {key: rec.status for run in runs for key, rec in run.by_key().items()}
+    """Point key -> status of its latest record over the runs (ok wins over failed over skipped)."""
+    rank = {"ok": 2, "failed": 1, "skipped": 0}
+    out: dict[str, str] = {}
+    for run in runs:
+        for key, rec in run.by_key().items():
+            if key not in out or rank[rec.status] > rank[out[key]]:
+                out[key] = rec.status
+    return out
+
+
+def _loads(runs: list[ResultsFile]) -> list[Load]:
+    return [r.measurement.load for run in runs for r in run.ok() if r.measurement.load is not None]
 
 
 @dataclass
 class Comparison:
-    """What `compare_runs` found. A comparison fails (`failed`) on a regression or a point broken in NEW."""
+    """What `compare_runs` found. A comparison fails (`failed`) on a regression, a point broken in NEW,
+    or a point measured in BASE that NEW lacks (unless `allow_missing`)."""
 
     metric: str
     threshold: float
@@ -88,10 +112,15 @@ class Comparison:
     verdicts: list[PointComparison]
     points: dict[str, Point]
     missing: list[str] = field(default_factory=list)  # measured on one side only (not skipped on both)
-    broken: list[str] = field(default_factory=list)  # ok in BASE, failed in NEW
+    broken: list[str] = field(default_factory=list)  # ok in BASE, failed in NEW (or failed in every NEW run)
+    missing_in_new: list[str] = field(default_factory=list)  # recorded in BASE (ok or failed), no result in NEW
+    allow_missing: bool = False
     problems: list[str] = field(default_factory=list)  # environment differences, compared anyway (forced)
     notes: list[str] = field(default_factory=list)
     underpowered: str = ""  # why no point can reach significance, if so
+    load: Load | None = None  # over both sides' points; None for files without load records
+    new_failed: list[str] = field(default_factory=list)  # every point NEW failed (whatever BASE did)
+    base_ok: list[str] = field(default_factory=list)  # every point BASE measured
 
     @property
     def regressions(self) -> list[PointComparison]:
@@ -99,19 +128,25 @@ class Comparison:
 
     @property
     def failed(self) -> bool:
-        return bool(self.regressions or self.broken)
+        return bool(self.regressions or self.broken or (self.missing_in_new and not self.allow_missing))
+
+    @property
+    def under_load(self) -> bool:
+        return self.load is not None and self.load.under_load
 
     def counts(self) -> dict[str, int]:
         return {s: sum(v.verdict == s for v in self.verdicts) for s in ("faster", "slower", "no change")}
 
 
 def compare_runs(base: list[ResultsFile], new: list[ResultsFile], *, metric: str = "forward_backward",
-                 threshold: float = 0.10, alpha: float = 0.05, correction: str = "holm",
-                 force: bool = False) -> Comparison:
-    """Judge NEW against BASE at every point measured in both (each side's runs pooled).
+                 threshold: float = 0.05, alpha: float = 0.05, correction: str = "holm",
+                 force: bool = False, allow_missing: bool = False) -> Comparison:
+    """Judge NEW against BASE at every point measured in both (module docstring).
 
+    A point recorded in BASE (ok or failed) that NEW has no result for is `missing_in_new`,
+    a failure unless `allow_missing`; a point ok in BASE that failed in NEW is `broken`.
     ResultsError when the two sides were recorded in incomparable environments (unless
-    `force`) or when no point was measured on both sides.
+    `force`), or when the files share no point at all.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -120,26 +155,41 @@ def compare_runs(base: list[ResultsFile], new: list[ResultsFile], *, metric: str
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ResultsError(f"cannot compare {base[0].path} with {new[0].path}: {problems[0]}{more}; "
                            f"timings would not be comparable (pass --force to compare anyway)")
-    b_samples, points = pooled_samples(base, metric)
-    n_samples, _ = pooled_samples(new, metric)
+    b_samples, points = run_samples(base, metric)
+    n_samples, n_points = run_samples(new, metric)
     pairs = {k: (b_samples[k], n_samples[k]) for k in b_samples if k in n_samples}
-    if not pairs:
-        raise ResultsError(f"no point has {metric} times on both sides")
     base_status, new_status = _statuses(base), _statuses(new)
+    broken = sorted(k for k, st in base_status.items() if st == "ok" and new_status.get(k) == "failed")
+    missing_in_new = sorted(k for k, st in base_status.items() if st != "skipped"
+                            and new_status.get(k, "skipped") == "skipped")
+    new_failed = sorted(k for k, st in new_status.items() if st == "failed")
+    if not pairs and not broken and not missing_in_new and not new_failed:
+        raise ResultsError(f"no point has {metric} times on both sides")
     seen: dict[str, set[str]] = {}
     for statuses in (base_status, new_status):
         for key, status in statuses.items():
             seen.setdefault(key, set()).add(status)
     missing = sorted(k for k, st in seen.items() if k not in pairs and st != {"skipped"})
-    broken = sorted(k for k, st in base_status.items() if st == "ok" and new_status.get(k) == "failed")
-    verdicts = compare_samples(pairs, threshold=threshold, alpha=alpha, correction=correction)
+    for k in new_failed:  # NEW failed everywhere it ran: broken, even where BASE failed too
+        if k not in broken and k not in pairs:
+            broken.append(k)
+    broken.sort()
+    verdicts = compare_run_samples(pairs, threshold=threshold, alpha=alpha, correction=correction) if pairs else []
+    points.update({k: v for k, v in n_points.items() if k not in points})
 
-    n = min(len(a) for a, _ in pairs.values())
-    m = min(len(b) for _, b in pairs.values())
-    k = len(pairs) if correction == "holm" else 1
     underpowered = ""
-    if min_p(n, m) * k >= alpha:
-        underpowered = (f"with {n} vs {m} repeats and {len(pairs)} points, no point can be judged significant at "
-                        f"alpha={alpha} ({correction} correction); record more --repeats")
+    repeats = [v for v in verdicts if v.method == "repeats"]
+    if repeats:
+        notes.append(f"{len(repeats)} point(s) have one run on a side: judged on the repeats of single runs, whose "
+                     f"p-values are too small on a noisy machine (they share one stretch of load); record 3 or "
+                     f"more runs a side alternately, or use `lstm-bench ab`")
+        n = min(len(pairs[v.key][0][0]) for v in repeats)
+        m = min(len(pairs[v.key][1][0]) for v in repeats)
+        k = len(pairs) if correction == "holm" else 1
+        if min_p(n, m) * k >= alpha:
+            underpowered = (f"with {n} vs {m} repeats and {len(pairs)} points, no point can be judged significant "
+                            f"at alpha={alpha} ({correction} correction); record more --repeats or more runs")
     return Comparison(metric, threshold, alpha, correction, len(base), len(new), verdicts, points,
-                      missing, broken, problems, notes, underpowered)
+                      missing, broken, missing_in_new, allow_missing, problems, notes, underpowered,
+                      summarise(_loads(base) + _loads(new)), new_failed,
+                      sorted(k for k, st in base_status.items() if st == "ok"))

@@ -158,12 +158,20 @@ ASV_GRID = BENCH_GRID.replace(B=(32,))
 STUDY_GRID = Grid(impls=("vectorised_slowed",), T=(100,), H=(256,), B=(32,), devices=("cpu",),
                   dtypes=("float32",))
 
+# What CI compares on every pull request (`lstm-bench ab`, .github/workflows/benchmarks.yml):
+# three implementations x T {10, 100} x H {64, 256} at B = 32 on the CPU, 12 points from
+# ~1 ms to ~100 ms a step, sized so that `ab` with its default pairs takes a few minutes
+# on a 2-core machine (README, "Comparing on a noisy machine", has what was measured).
+CI_GRID = Grid(impls=("vectorised", "nn_lstm", "nn_lstm_native"), T=(10, 100), H=(64, 256), B=(32,),
+               devices=("cpu",), dtypes=("float32",))
+
 # The pytest-benchmark suite's default: every implementation once at the smallest sizes, so that the
 # plain test command smoke-runs each benchmark in seconds.
 SMOKE_GRID = BENCH_GRID.replace(T=(10,), H=(64,), B=(1,))
 
 # What $LSTM_BENCH_GRID (asv) and $LSTM_BENCH_PYTEST_GRID (pytest-benchmark) may name.
-NAMED_GRIDS = {"asv": ASV_GRID, "bench": BENCH_GRID, "quick": QUICK_GRID, "smoke": SMOKE_GRID, "study": STUDY_GRID}
+NAMED_GRIDS = {"asv": ASV_GRID, "bench": BENCH_GRID, "quick": QUICK_GRID, "smoke": SMOKE_GRID, "study": STUDY_GRID,
+               "ci": CI_GRID}
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
-"""Everything measured at one grid point: times, memory and accuracy (`measure_point`).
+"""Everything measured at one grid point: times, memory, accuracy, load and instructions (`measure_point`).
 
 The timed callables come from `lstm_bench.timing.step_fn` and the loop is
 `lstm_bench.timing.time_fn`; memory is `lstm_bench.memory`; accuracy is the policy's
-agreement figure (`lstm_bench.tolerance.agreement`) against a float64 reference.
+agreement figure (`lstm_bench.tolerance.agreement`) against a float64 reference; the
+machine's load around the point is `lstm_bench.load`; instruction counts (optional) are
+`lstm_bench.instructions`. `check_possible` rejects a timing faster than the machine's
+GEMM peak allows.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch
 
 from .contract import Case, Result
 from .grid import Point, skip_reason
+from .load import LoadProbe
 from .memory import peak_bytes, saved_bytes
 from .records import Measurement
 from .registry import Impl, get_impl
@@ -57,12 +61,33 @@ def validated_result(impl: Impl, case: Case) -> Result:
     return result
 
 
+class ImpossibleTiming(ValueError):
+    """A point measured faster than the machine's GEMM peak allows: a timing error, not a result."""
+
+
+def check_possible(point: Point, m: Measurement, peak_gflops: float | None) -> str | None:
+    """Why `m` is impossible at `point` (its median forward+backward beats FLOPs / peak), or None.
+
+    The figure checked is the one `bench` shows as % of peak: GEMM FLOPs of the step over
+    the median forward+backward time. None when there is no peak to check against."""
+    if not peak_gflops:
+        return None
+    gflops = point.flops / m.forward_backward_median_s / 1e9
+    if gflops <= peak_gflops:
+        return None
+    return (f"impossible timing: {gflops:.1f} GFLOP/s ({point.flops:.3g} GEMM FLOPs in a median "
+            f"{m.forward_backward_median_s:.3g} s) is above this machine's {point.device}/{point.dtype} matmul "
+            f"peak of {peak_gflops:.1f} GFLOP/s; not recorded as a measurement")
+
+
 def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5, warmup: int = 1, seed: int = 0,
-                  accuracy: bool = True, memory: bool = True) -> Measurement:
-    """Time forward and forward+backward of `point`, and measure its memory and accuracy.
+                  accuracy: bool = True, memory: bool = True, instructions: bool = False) -> Measurement:
+    """Time forward and forward+backward of `point`, and measure its memory, accuracy and load.
 
     `threads` fixes torch's CPU thread count first (default `timing.default_threads()`).
     Before anything is timed, one call must give a sound result (`validated_result`).
+    `instructions` also counts the CPU instructions of one forward+backward under
+    callgrind (`lstm_bench.instructions`), for the points that module accepts.
     Raises ValueError naming the reason when `skip_reason(point)` is not None.
     An implementation registered without a forward/backward split gets its whole call
     timed as forward+backward; its forward times and memory figures are left empty.
@@ -70,7 +95,8 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     reason = skip_reason(point)
     if reason is not None:
         raise ValueError(f"point {point.key} is skipped: {reason}")
-    set_threads(threads)
+    threads = set_threads(threads)
+    probe = LoadProbe.start()
     impl = get_impl(point.impl)
     case = point.case(seed)
     has_halves = impl.forward is not None
@@ -94,5 +120,12 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     err, backend = (None, result.backend)
     if accuracy:
         err, backend = max_rel_error(impl, point, seed=seed, result=result)
+    load = probe.stop(threads)  # before callgrind, which is not a timing and runs in its own process
+    count = None
+    if instructions:
+        from .instructions import count_instructions
+
+        count = count_instructions(point, seed=seed).per_call
     return Measurement(forward_s=tuple(forward_s), forward_backward_s=tuple(forward_backward_s),
-                       saved_bytes=saved, peak_bytes=peak, max_rel_error=err, backend=backend)
+                       saved_bytes=saved, peak_bytes=peak, max_rel_error=err, backend=backend, load=load,
+                       instructions=count)

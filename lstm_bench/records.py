@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 
 from .grid import Point
+from .load import Load
 
 STATUSES = ("ok", "failed", "skipped")
 
@@ -43,6 +44,15 @@ class Measurement:
     max_rel_error                   max over the outputs and every gradient of
                                     max|a - b| / max|b|, b the float64 reference; None when not measured
     backend                         what ran (`Result.backend`)
+    load                            the machine's load around the point (`lstm_bench.load.Load`:
+                                    load average, CPU steal, threads); None in files
+                                    written before lstm-bench 0.2
+    instructions                    CPU instructions of one forward+backward under callgrind
+                                    (`lstm_bench.instructions`, `bench --instructions`); None
+                                    when not measured
+    peak_gflops                     the matmul peak this point was checked against (GFLOP/s;
+                                    `measure.check_possible`), which "% of peak" divides by;
+                                    None where there was none (then the header's, if any)
     """
 
     forward_s: tuple[float, ...]
@@ -51,6 +61,9 @@ class Measurement:
     peak_bytes: int | None = None
     max_rel_error: float | None = None
     backend: str = ""
+    load: Load | None = None
+    instructions: int | None = None
+    peak_gflops: float | None = None
 
     @property
     def forward_median_s(self) -> float | None:
@@ -72,13 +85,23 @@ class Measurement:
         return self.forward_s if metric == "forward" else self.forward_backward_s
 
     def to_json(self) -> dict:
-        return {"forward_s": list(self.forward_s), "forward_backward_s": list(self.forward_backward_s),
-                "saved_bytes": self.saved_bytes, "peak_bytes": self.peak_bytes,
-                "max_rel_error": self.max_rel_error, "backend": self.backend}
+        d = {"forward_s": list(self.forward_s), "forward_backward_s": list(self.forward_backward_s),
+             "saved_bytes": self.saved_bytes, "peak_bytes": self.peak_bytes,
+             "max_rel_error": self.max_rel_error, "backend": self.backend}
+        # Written only when present, so a record without them reads the same in lstm-bench 0.1
+        # (which ignores fields it does not know) and here.
+        if self.load is not None:
+            d["load"] = self.load.to_json()
+        if self.instructions is not None:
+            d["instructions"] = self.instructions
+        if self.peak_gflops is not None:
+            d["peak_gflops"] = self.peak_gflops
+        return d
 
     @classmethod
     def from_json(cls, d: object) -> "Measurement":
-        """From a stored record; ValueError naming the field. Fields older files also held are ignored."""
+        """From a stored record; ValueError naming the field. Fields older files also held are ignored;
+        fields newer ones add (load, instructions) may be missing."""
         if not isinstance(d, dict):
             raise ValueError(f"measurement must be an object, got {d!r}")
         fb = _seconds("forward_backward_s", d.get("forward_backward_s"))
@@ -90,6 +113,9 @@ class Measurement:
             peak_bytes=_optional("peak_bytes", d.get("peak_bytes"), int),
             max_rel_error=_optional("max_rel_error", d.get("max_rel_error"), float),
             backend=str(d.get("backend") or ""),
+            load=Load.from_json(d["load"]) if d.get("load") is not None else None,
+            instructions=_optional("instructions", d.get("instructions"), int),
+            peak_gflops=_optional("peak_gflops", d.get("peak_gflops"), float),
         )
 
 

@@ -1,11 +1,12 @@
 """Running a sweep: every point of a grid measured and appended to a results file.
 
     run_sweep(grid, out) ─┬─ set_threads(threads)               lstm_bench.timing
-                          ├─ environment() + peaks()            lstm_bench.machine, lstm_bench.peak
+                          ├─ environment() + peak_details()     lstm_bench.machine, lstm_bench.peak
                           ├─ Writer(out, header, resume)        lstm_bench.results
                           └─ for each point not yet in `out`:
                                skip_reason(point)               lstm_bench.grid
                                measure_point(point, ...)        lstm_bench.measure -> timing.time_fn
+                               check_possible(point, m, peak)   faster than the peak: failed, not ok
                                writer.point(PointRecord)        one fsync'ed line per point
 
 `bench`, the main job and the tests all call `run_sweep`; what is shown while it runs
@@ -22,8 +23,8 @@ from typing import Sequence
 
 from .grid import Grid, Point, skip_reason
 from .machine import environment
-from .measure import measure_point
-from .peak import peaks
+from .measure import check_possible, measure_point
+from .peak import Peak, matmul_peak, peak_details
 from .records import PointRecord
 from .results import ResultsError, ResultsFile, Writer, load, make_header
 from .timing import set_threads
@@ -43,6 +44,7 @@ class SweepSettings:
     seed: int = 0
     accuracy: bool = True
     memory: bool = True
+    instructions: bool = False
 
     def __post_init__(self) -> None:
         check_int("repeats", self.repeats, 1)
@@ -51,7 +53,10 @@ class SweepSettings:
             raise ValueError(f"seed must be an int, got {self.seed!r}")
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.instructions:  # absent as in files of lstm-bench 0.1, so --resume still matches them
+            del d["instructions"]
+        return d
 
 
 def grid_dict(grid: Grid) -> dict:
@@ -100,25 +105,51 @@ class SweepOutcome:
         return any(r.status == "failed" for r in self.results.by_key().values())
 
 
-class _TimeLeft:
-    """Seconds left, from the work done so far: elapsed / work_done * work_left.
+# The time-left estimate: a cost model of each point before anything is measured, then
+# corrected by the ratio of measured to modelled time of the points already done.
+STEP_OVERHEAD_S = 1e-4  # per time step of a forward+backward: ~20 small ops launched from Python
+FALLBACK_GFLOPS = 20.0  # achieved rate assumed where no matmul peak is known
+EFFICIENCY = 0.3  # achieved share of the matmul peak assumed for an LSTM step
+POINT_OVERHEAD_S = 0.05  # per point: making the case, the first call's allocations
 
-    Work is the FLOPs of each point times the calls it makes, since a T=500 point costs
-    50x a T=10 one; skipped points weigh nothing."""
 
-    def __init__(self, weights: Sequence[float]) -> None:
-        self.weights = list(weights)
-        self.total = sum(self.weights)
+def point_cost(point: Point, settings: SweepSettings, peak_gflops: float | None) -> float:
+    """Modelled seconds to measure `point`: calls x (GEMM FLOPs / rate + T x per-step overhead).
+
+    Calls: warm-up and repeats of the forward (a third of the work) and of forward+backward,
+    three for memory, and the accuracy check (the point's call plus a float64 reference
+    at about twice the cost)."""
+    rate = (peak_gflops * EFFICIENCY if peak_gflops else FALLBACK_GFLOPS) * 1e9
+    one = point.flops / rate + point.T * STEP_OVERHEAD_S
+    calls = (settings.warmup + settings.repeats) * (1 + 1 / 3)
+    calls += 3 if settings.memory else 0
+    calls += 3 if settings.accuracy else 0
+    return POINT_OVERHEAD_S + calls * one
+
+
+class TimeLeft:
+    """Seconds left from the model, scaled by how far off it was on the points done so far.
+
+    left = f * model_left, f = (elapsed + K) / (model_done + K): K (the prior's weight, in
+    seconds) pulls f towards 1 while little has been measured, so that one slow first
+    point (imports, lazy initialisation) cannot multiply the estimate by 1000 as a pure
+    elapsed/FLOPs-done extrapolation does; as measured time accumulates it dominates."""
+
+    def __init__(self, costs: Sequence[float], *, clock=time.perf_counter, prior_s: float | None = None) -> None:
+        self.costs = list(costs)
+        self.total = sum(self.costs)
         self.done = 0.0
-        self.t0 = time.perf_counter()
+        self.clock = clock
+        self.t0 = clock()
+        self.prior = max(2.0, 0.1 * self.total) if prior_s is None else prior_s
 
     def advance(self, index: int) -> None:
-        self.done += self.weights[index]
+        self.done += self.costs[index]
 
-    def seconds_left(self) -> float | None:
-        if self.done <= 0:
-            return None
-        return (time.perf_counter() - self.t0) / self.done * (self.total - self.done)
+    def seconds_left(self) -> float:
+        elapsed = self.clock() - self.t0
+        factor = (elapsed + self.prior) / (self.done + self.prior)
+        return max(0.0, factor * (self.total - self.done))
 
 
 def _release_memory(device: str) -> None:
@@ -151,22 +182,23 @@ def run_sweep(grid: Grid, out: str | Path, *, settings: SweepSettings = SweepSet
         raise ResultsError(f"{out}: already exists; pass --resume to continue that sweep, or choose another "
                            f"--out (results are never overwritten)")
     env = environment(threads=threads)
-    env["matmul_peak_gflops"] = peaks({(p.device, p.dtype) for p in points if skip_reason(p) is None},
-                                      threads) if peak else {}
+    runnable = [p for p in points if skip_reason(p) is None]
+    details = peak_details({(p.device, p.dtype) for p in runnable}, threads, points=runnable) if peak else {}
+    env["matmul_peak_gflops"] = {k: v.gflops for k, v in details.items()}
+    env["matmul_peak"] = {k: v.to_json() for k, v in details.items()}
     counts = {"ok": 0, "failed": 0, "skipped": 0, "resumed": 0}
     with Writer(out, make_header(env, grid_dict(grid), settings.as_dict()), resume=resume) as writer:
         todo = [p for p in points if p.key not in writer.done]
         counts["resumed"] = len(points) - len(todo)
         reasons = [skip_reason(p) for p in todo]
         plan = SweepPlan(out, points, todo, reasons, threads, settings)
-        clock = _TimeLeft([0.0 if r else p.flops * (settings.repeats + settings.warmup + 3)
-                           for p, r in zip(todo, reasons)])
+        clock = TimeLeft([0.0 if r else point_cost(p, settings, _gflops(details, p)) for p, r in zip(todo, reasons)])
         observer.started(plan)
         try:
             for i, (point, reason) in enumerate(zip(todo, reasons)):
                 if reason is None:
                     observer.measuring(i, point, clock.seconds_left())
-                record = writer.point(_measure(point, reason, threads, settings))
+                record = writer.point(_measure(point, reason, threads, settings, details))
                 counts[record.status] += 1
                 clock.advance(i)
                 observer.measured(i, record, clock.seconds_left())
@@ -177,16 +209,39 @@ def run_sweep(grid: Grid, out: str | Path, *, settings: SweepSettings = SweepSet
     return SweepOutcome(load(out), counts)
 
 
-def _measure(point: Point, reason: str | None, threads: int, settings: SweepSettings) -> PointRecord:
-    """The record of one point: skipped with its reason, ok with its measurement, or failed with the error."""
+def _gflops(details: dict[str, Peak], point: Point) -> float | None:
+    peak = details.get(f"{point.device}/{point.dtype}")
+    return peak.gflops if peak is not None else None
+
+
+def _measure(point: Point, reason: str | None, threads: int, settings: SweepSettings,
+             details: dict[str, Peak] | None = None) -> PointRecord:
+    """The record of one point: skipped with its reason, ok with its measurement, or failed with the error.
+
+    A measurement faster than the matmul peak allows is failed as impossible, after the
+    peak was measured once more (a peak measured under load reads low)."""
     if reason is not None:
         return PointRecord(point, "skipped", reason=reason)
     try:
         m = measure_point(point, threads=threads, repeats=settings.repeats, warmup=settings.warmup,
-                          seed=settings.seed, accuracy=settings.accuracy, memory=settings.memory)
+                          seed=settings.seed, accuracy=settings.accuracy, memory=settings.memory,
+                          instructions=settings.instructions and _instructions_ok(point))
     except KeyboardInterrupt:
         raise
     except Exception as err:  # OOM or a broken implementation: record it and go on
         _release_memory(point.device)
         return PointRecord(point, "failed", error=f"{type(err).__name__}: {err}".strip())
-    return PointRecord(point, "ok", m)
+    details = details if details is not None else {}
+    if check_possible(point, m, _gflops(details, point)):
+        key = f"{point.device}/{point.dtype}"
+        details[key] = matmul_peak(point.device, point.dtype, threads=threads, refresh=True)
+        impossible = check_possible(point, m, details[key].gflops)
+        if impossible:
+            return PointRecord(point, "failed", error=impossible)
+    return PointRecord(point, "ok", dataclasses.replace(m, peak_gflops=_gflops(details, point)))
+
+
+def _instructions_ok(point: Point) -> bool:
+    from .instructions import eligible, unavailable
+
+    return unavailable() is None and eligible(point) is None

@@ -104,7 +104,8 @@ def test_two_sweeps_of_the_same_code_are_no_change(tmp_path, capsys, registered)
         verdict_file = tmp_path / f"v{attempt}.json"
         code, out, err = run(capsys, "compare", base, new, "--json", verdict_file)
         verdicts = json.loads(verdict_file.read_text())
-        assert len(verdicts) == 2 and f"({ROUNDS} vs {ROUNDS} runs pooled)" in out
+        assert len(verdicts) == 2 and f"({ROUNDS} vs {ROUNDS} runs)" in out
+        assert {v["method"] for v in verdicts} == {"runs"}  # the runs are the unit of the test
         outputs.append(out)
         if code == 0 and all(v["verdict"] == "no change" for v in verdicts):
             assert "2 points: 0 faster, 0 slower, 2 no change" in out
@@ -129,7 +130,8 @@ def test_a_deliberately_slower_path_is_flagged(tmp_path, capsys, registered):
     # One pair of 3-repeat runs cannot reach significance (exact p >= 2/C(6, 3) = 0.1):
     # compare says so instead of flagging on a bare ratio.
     code, out, err = run(capsys, "compare", base / "0.jsonl", new / "0.jsonl")
-    assert code == 0 and "no point can be judged significant" in err and "runs pooled" not in out
+    assert code == 0 and "no point can be judged significant" in err and "runs)" not in out
+    assert "one run on a side" in out
 
 
 def _split(halves: dict) -> dict:
@@ -274,6 +276,10 @@ def test_check_all_paths_pass(capsys):
     (["bench", "--resume"], "--resume needs --out"),
     (["compare", "a", "b", "--threshold", "lots"], "expected a fraction"),
     (["bench", "--warmup", "-1"], "argument --warmup: expected an integer >= 0, got -1"),
+    (["bench", "--dtype", "float8_e4m3fn", "-T", "2", "-B", "1", "-H", "4"],
+     "--dtype float8_e4m3fn: not a dtype an LSTM case can be made in; use one of float16, bfloat16, float32, float64"),
+    (["bench", "--quick", "--grid", "ci"], "--quick and --grid both name the grid"),
+    (["compare", "missing1.jsonl", "missing2.jsonl", "--json", "userkernels.py"], "already exists"),
     (["check", "--reference", "no_such_truth"], "unknown implementation 'no_such_truth'"),
     (["check", "-T", "100000000", "-B", "100000"], "cannot make the case T=100000000 B=100000"),
     (["check", "-T", ""], "argument -T: expected a comma-separated list of values, got ''"),
@@ -344,10 +350,12 @@ def test_info_prints_the_environment(capsys):
 
 
 def test_info_measures_the_peak_once_and_caches_it(capsys, monkeypatch, tmp_path):
-    from lstm_bench import peak
+    from lstm_bench import load, peak
 
     calls = []
-    monkeypatch.setattr(peak, "measure_matmul_peak", lambda d, t: calls.append((d, t)) or 123.0)
+    monkeypatch.setattr(load, "load_average", lambda: 0.1)  # a figure measured under load is not cached
+    monkeypatch.setattr(peak, "measure_peak",
+                        lambda d, t, shapes=(): calls.append((d, t)) or peak.Peak(d, t, 123.0, "onednn"))
     for _ in range(2):
         code, out, _ = run(capsys, "info", "--json")
         assert json.loads(out)["matmul_peak_gflops"] == {"cpu/float32": 123.0}
@@ -360,3 +368,40 @@ def test_flow_is_wired(capsys):
         cli.main(["flow", "--help"])
     assert exc.value.code == 0
     assert "usage: lstm-bench flow" in capsys.readouterr().out
+
+
+def test_bench_on_a_missing_device_fails_when_asked_for_and_writes_nothing(tmp_path, capsys):
+    """A CI job that asked for the GPU must not stay green when nothing was measured."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "r.jsonl"
+    code, _, err = run(capsys, "bench", "--device", "cuda", "--impl", "vectorised", "-T", "2", "-B", "1", "-H", "4",
+                       "--no-peak", "--no-progress", "--out", out)
+    assert code == 2 and "--device cuda: not available here (available: cpu); nothing would be measured" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    # the default grid lists cuda too: on a CPU-only machine its cuda points are skipped, not an error
+    code, stdout, _ = run(capsys, "bench", "--impl", "vectorised", "-T", "2", "-B", "1", "-H", "4", "--no-peak",
+                          "--no-progress", "--no-accuracy", "--no-memory", "--repeats", "2", "--out", out)
+    assert code == 0 and "skipped 1 point(s): device cuda not available here" in stdout
+
+
+def test_the_bench_table_flags_noise_load_and_never_shows_more_than_100_percent(tmp_path):
+    from lstm_bench.cli.bench import sweep_table
+    from lstm_bench.results import make_header
+
+    point = {"impl": "nn_lstm", "T": 10, "B": 32, "I": 64, "H": 64, "device": "cpu", "dtype": "float32"}
+    busy = {"load_start": 4.0, "load_end": 5.0, "steal": 0.0, "threads": 2, "cpus": 2}
+    lines = [make_header({"torch": torch.__version__, "threads": 2, "cpu": "test", "cpu_count": 2,
+                          "matmul_peak_gflops": {"cpu/float32": 100.0}}, {"impls": ["nn_lstm"]}, {})]
+    for T, fb, busy_or_not in ((10, [1e-4, 1e-4, 1e-4], None), (20, [1e-2, 1.3e-2, 0.9e-2], busy)):
+        lines.append({"kind": "point", "point": dict(point, T=T), "status": "ok",
+                      "measurement": {"forward_s": [], "forward_backward_s": fb, "load": busy_or_not}})
+    path = tmp_path / "old.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    text = sweep_table(load(path))
+    rows = {line.split()[1]: line for line in text.splitlines() if line.startswith("nn_lstm")}
+    # T=10: 62.9 MFLOP in 0.1 ms = 629 GFLOP/s against a recorded peak of 100: "-", never 629%
+    assert rows["10"].count("%") == 1 and "629%" not in text  # the ±0% only
+    assert "faster than the file's recorded peak" in text
+    assert "NOISY" in rows["20"] and "NOISY" not in rows["10"]
+    assert "1 point(s) measured under load" in text

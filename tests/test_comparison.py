@@ -62,3 +62,62 @@ def test_a_single_pair_of_few_repeats_is_said_to_be_underpowered(tmp_path):
     new = load_side(str(write(tmp_path / "n.jsonl", {2: [2 * t for t in FAST[:3]]})))
     c = compare_runs(base, new)
     assert "no point can be judged significant" in c.underpowered and not c.failed
+
+
+def run_cli(capsys, *argv):
+    from lstm_bench import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_new_lacking_points_of_base_fails_unless_allowed(tmp_path, capsys):
+    # The case: NEW holds 7 of BASE's 24 points. Before, "7 points: no change", exit 0.
+    base = write(tmp_path / "b.jsonl", {T: FAST for T in range(2, 26)})
+    new = write(tmp_path / "n.jsonl", {T: FAST for T in range(2, 9)})
+    c = compare_runs(load_side(str(base)), load_side(str(new)))
+    assert len(c.verdicts) == 7 and len(c.missing_in_new) == 17 and c.failed
+    code, out, _ = run_cli(capsys, "compare", base, new)
+    assert code == 1 and "17 measured in BASE but missing in NEW" in out and out.count("MISSING in NEW") == 17
+    code, out, _ = run_cli(capsys, "compare", base, new, "--allow-missing")
+    assert code == 0 and "(allowed)" in out
+    # points NEW has and BASE lacks are only listed: BASE cannot have regressed
+    code, _, _ = run_cli(capsys, "compare", new, base)
+    assert code == 0
+
+
+def test_every_point_failed_in_new_exits_1_as_documented(tmp_path, capsys):
+    base = write(tmp_path / "b.jsonl", {2: FAST, 3: FAST})
+    new = write(tmp_path / "n.jsonl", {2: "failed", 3: "failed"})
+    c = compare_runs(load_side(str(base)), load_side(str(new)))
+    assert c.verdicts == [] and len(c.broken) == 2 and c.failed
+    code, out, err = run_cli(capsys, "compare", base, new)
+    assert code == 1, err
+    assert "2 measured in BASE but failed in NEW" in out and out.count("FAILED in NEW") == 2
+
+
+def test_runs_are_judged_as_runs_and_a_single_pair_says_it_is_not_calibrated(tmp_path):
+    # Five runs a side whose repeats agree closely but whose levels moved with the load:
+    # repeat-level tests call that a change; the run-level test does not.
+    levels = [1.0, 1.25, 0.85, 1.1, 0.95]
+    base = [write(tmp_path / f"b{i}.jsonl", {2: [x * t for t in FAST]}) for i, x in enumerate(levels)]
+    new = [write(tmp_path / f"n{i}.jsonl", {2: [x * t for t in FAST]}) for i, x in enumerate(levels[1:] + [1.3])]
+    c = compare_runs(load_side(",".join(map(str, base))), load_side(",".join(map(str, new))))
+    assert c.verdicts[0].method == "runs" and c.verdicts[0].verdict == "no change" and not c.failed
+    pooled = compare_runs(load_side(str(base[0])), load_side(str(new[0])))  # 1.0 vs 1.25, one run each
+    assert pooled.verdicts[0].method == "repeats" and pooled.verdicts[0].verdict == "slower"
+    assert any("one run on a side" in note for note in pooled.notes)
+
+
+def test_compare_says_when_the_runs_were_taken_under_load(tmp_path, capsys):
+    path = write(tmp_path / "b.jsonl", {2: FAST})
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[1])
+    rec["measurement"]["load"] = {"load_start": 5.2, "load_end": 6.0, "steal": 0.0, "threads": 2, "cpus": 2}
+    loaded = tmp_path / "loaded.jsonl"
+    loaded.write_text(lines[0] + "\n" + json.dumps(rec) + "\n")
+    code, out, _ = run_cli(capsys, "compare", path, loaded)
+    assert "TAKEN UNDER LOAD: load average 5.2-6.0 on 2 CPUs" in out
+    code, out, _ = run_cli(capsys, "compare", path, path)
+    assert "UNDER LOAD" not in out

@@ -251,3 +251,33 @@ def test_two_sweeps_cannot_write_one_file_at_once(tmp_path):
             Writer(path, make_header(ENV, GRID, SETTINGS), resume=True)
     with Writer(path, make_header(ENV, GRID, SETTINGS), resume=True) as w:  # free again once closed
         assert w.done == set()
+
+
+def test_load_and_instructions_round_trip_and_files_without_them_still_load(tmp_path):
+    from lstm_bench.load import Load
+    from lstm_bench.records import Measurement
+
+    m = Measurement((1e-3,), (3e-3, 3.1e-3), load=Load(1.5, 2.5, 0.01, 2, 2), instructions=123456, peak_gflops=370.0)
+    stored = json.loads(json.dumps(m.to_json()))
+    assert stored["load"] == {"load_start": 1.5, "load_end": 2.5, "steal": 0.01, "threads": 2, "cpus": 2}
+    assert Measurement.from_json(stored) == m
+    old = {"forward_s": [1e-3], "forward_backward_s": [3e-3]}  # format 1 and 2 files hold neither field
+    assert Measurement.from_json(old).load is None and Measurement.from_json(old).instructions is None
+    assert "load" not in Measurement.from_json(old).to_json()  # nothing new is written for them either
+    res = load(write(tmp_path / "r.jsonl"))  # the synthetic files of this module have no load fields
+    assert all(r.measurement.load is None for r in res.ok())
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"load": {"load_start": -1, "load_end": 1, "steal": None, "threads": 1, "cpus": 2}}, "load.load_start"),
+    ({"load": {"load_start": 1, "load_end": 1, "steal": 2.0, "threads": 1, "cpus": 2}}, "load.steal"),
+    ({"load": {"load_start": 1, "load_end": 1, "steal": 0, "threads": 0, "cpus": 2}}, "load.threads"),
+    ({"load": "busy"}, "load must be an object"),
+    ({"instructions": "many"}, "measurement.instructions"),
+])
+def test_bad_new_fields_name_the_field(tmp_path, bad, message):
+    rec = record(10, [1e-3, 1.1e-3])
+    rec["measurement"].update(bad)
+    path = write(tmp_path / "r.jsonl", records=[rec])
+    with pytest.raises(ResultsError, match=r"r.jsonl:2: .*" + message):
+        load(path)

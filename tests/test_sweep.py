@@ -74,3 +74,32 @@ def test_settings_are_checked():
         SweepSettings(repeats=0)
     with pytest.raises(ValueError, match="warmup must be an int >= 0"):
         SweepSettings(warmup=-1)
+
+
+def test_the_time_left_is_sane_from_the_first_point_on():
+    """A 5-second sweep whose first point is slow (imports, lazy initialisation) and tiny in FLOPs.
+
+    The old estimate, elapsed / FLOPs done * FLOPs left, said "~3h04m left" after such a first
+    point; the cost model with a shrunk correction stays within a small factor of the truth."""
+    from lstm_bench.grid import QUICK_GRID, Point
+    from lstm_bench.sweep import TimeLeft, point_cost
+
+    settings = SweepSettings(repeats=7)
+    points = [p for p in QUICK_GRID.points() if p.device == "cpu"]
+    costs = [point_cost(p, settings, 200.0) for p in points]
+    # what the points really take: 2x the model, plus 1 s of first-call overhead on the first
+    actual = [2 * c for c in costs]
+    actual[0] += 1.0
+    now = [0.0]
+    left = TimeLeft(costs, clock=lambda: now[0])
+    assert left.seconds_left() == pytest.approx(sum(costs))  # before any point: the model
+    for i, seconds in enumerate(actual[:-1]):
+        now[0] += seconds
+        left.advance(i)
+        truth = sum(actual[i + 1:])
+        assert truth / 5 < left.seconds_left() < 5 * truth, (i, left.seconds_left(), truth)
+    flops = [p.flops for p in points]
+    old = actual[0] / flops[0] * sum(flops[1:])  # the estimate it replaces, after the first point
+    assert old > 50 * sum(actual[1:])
+    assert point_cost(Point("vectorised", 500, 32, 1024, 1024), settings, 200.0) > \
+        50 * point_cost(Point("vectorised", 10, 1, 64, 64), settings, 200.0)

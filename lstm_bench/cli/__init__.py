@@ -5,6 +5,7 @@
     lstm-bench bench                bench.py     a sweep, appended point by point to a JSON-lines file
     lstm-bench plot RESULTS         plot.py      PNG charts of a sweep
     lstm-bench compare BASE NEW     compare.py   per point NEW/BASE ratio, CI and verdict; exit 1 on a regression
+    lstm-bench ab --base PY --new PY ab.py       interleaved A/B timing of two environments; exit 1 on a regression
     lstm-bench info                 info.py      the environment a result is recorded with
     lstm-bench flow ...             flow.py      gradient flow through time (lstm_bench.flow)
     lstm-bench test --impl X        test.py      the conformance suite (pytest) on a kernel
@@ -20,10 +21,10 @@ import os
 import sys
 from typing import Sequence
 
-from . import bench, check, compare, flow, info, main_job, plot, test
+from . import ab, bench, check, compare, flow, info, main_job, plot, test
 from .args import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UsageError, error
 
-COMMANDS = (check, test, bench, plot, compare, info, flow)
+COMMANDS = (check, test, bench, plot, compare, ab, info, flow)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,20 +12,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..grid import BENCH_GRID, QUICK_GRID, Grid
+from ..devices import available_devices
+from ..grid import BENCH_GRID, NAMED_GRIDS, QUICK_GRID, Grid
 from ..records import PointRecord
 from ..registry import resolve_impls
 from ..results import ResultsFile, load
-from ..stats import quartiles
+from ..stats import NOISY_SPREAD, quartiles, relative_iqr
 from ..sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, flatten,
                    list_of, non_negative_int, positive_int)
 from .output import ProgressBar, human_bytes, human_duration, table
 
+# The dtypes an LSTM case is made in (`make_case`); float8 types have no arithmetic of their own in torch.
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def check_dtypes(dtypes) -> None:
+    """UsageError naming the first dtype that no case can be made in."""
+    for d in dtypes or ():
+        if d not in DTYPES:
+            raise UsageError(f"--dtype {d}: not a dtype an LSTM case can be made in; use one of {', '.join(DTYPES)}")
+
+
+def check_devices(requested, points) -> None:
+    """A CI job that asked for a device must not stay green when nothing was measured: UsageError when every
+    point asked for is on a device missing here (only when --device was given)."""
+    if requested and points and not any(p.device in available_devices() for p in points):
+        raise UsageError(f"--device {','.join(requested)}: not available here (available: "
+                         f"{', '.join(available_devices())}); nothing would be measured")
+
 
 def grid_from_args(args: argparse.Namespace) -> Grid:
-    """BENCH_GRID (QUICK_GRID with --quick) with the axes the flags name replaced."""
-    base = QUICK_GRID if args.quick else BENCH_GRID
+    """BENCH_GRID (QUICK_GRID with --quick, or the --grid named) with the axes the flags name replaced."""
+    base = NAMED_GRIDS[args.grid] if getattr(args, "grid", None) else QUICK_GRID if args.quick else BENCH_GRID
+    check_dtypes(flatten(args.dtype))
     axes: dict[str, Any] = {}
     impls = resolve_impls(flatten(args.impl) or [])
     if impls:
@@ -47,27 +67,43 @@ def sweep_table(results: ResultsFile) -> str:
     """The sweep's table (one row per point that was not skipped), then what each empty cell means."""
     peaks = results.env.get("matmul_peak_gflops", {})
     rows, no_halves = [], []
+    noisy = loaded = above = 0
+    has_instructions = any(r.measurement is not None and r.measurement.instructions is not None
+                           for r in results.by_key().values())
     for rec in results.by_key().values():
         p = rec.point
         head = [p.impl, p.T, p.B, p.H, p.device]
         if rec.status == "skipped":
             continue
         if rec.status != "ok":
-            rows.append(head + ["-"] * 7 + [f"{rec.status.upper()}: {rec.error}"])
+            rows.append(head + ["-"] * (8 + has_instructions) + [f"{rec.status.upper()}: {rec.error}"])
             continue
         m = rec.measurement
         if not m.has_halves and p.impl not in no_halves:
             no_halves.append(p.impl)
-        peak = peaks.get(f"{p.device}/{p.dtype}")
-        pct = f"{100 * rec.gflops / peak:.0f}%" if peak else "-"
+        peak = m.peak_gflops or peaks.get(f"{p.device}/{p.dtype}")
+        pct = "-"
+        if peak:
+            if rec.gflops <= peak:
+                pct = f"{100 * rec.gflops / peak:.0f}%"
+            else:  # only a file recorded before the check (lstm-bench 0.1's one-library peak)
+                above += 1
         err = m.max_rel_error
         spread = f"±{100 * _spread(m.forward_backward_s):.0f}%"
-        rows.append(head + [f"{human_duration(m.forward_backward_median_s)} {spread}",
-                            human_duration(m.forward_median_s), f"{rec.gflops:.1f}", pct,
-                            human_bytes(m.saved_bytes), human_bytes(m.peak_bytes),
-                            f"{err:.1e}" if err is not None else "-", "ok"])
-    out = table(["impl", "T", "B", "H", "device", "fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak",
-                 "saved", "peak mem", "max rel err", "status"], rows, left=(0, 4, -1))
+        is_noisy = relative_iqr(m.forward_backward_s) > NOISY_SPREAD
+        noisy += is_noisy
+        load = m.load.load_max if m.load is not None else None
+        loaded += bool(m.load is not None and m.load.under_load)
+        row = head + [f"{human_duration(m.forward_backward_median_s)} {spread}" + (" NOISY" if is_noisy else ""),
+                      human_duration(m.forward_median_s), f"{rec.gflops:.1f}", pct,
+                      human_bytes(m.saved_bytes), human_bytes(m.peak_bytes),
+                      f"{err:.1e}" if err is not None else "-", f"{load:.1f}" if load is not None else "-"]
+        if has_instructions:
+            row.append(f"{m.instructions:,}" if m.instructions is not None else "-")
+        rows.append(row + ["ok"])
+    headers = ["impl", "T", "B", "H", "device", "fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak",
+               "saved", "peak mem", "max rel err", "load"] + (["instructions"] if has_instructions else []) + ["status"]
+    out = table(headers, rows, left=(0, 4, -1))
     notes = []
     if no_halves:
         notes.append(f"fwd, saved, peak mem are '-' for {', '.join(no_halves)}: registered without forward/"
@@ -80,6 +116,21 @@ def sweep_table(results: ResultsFile) -> str:
         notes.append("max rel err: not measured (--no-accuracy)")
     if not peaks and rows:
         notes.append("% peak: the matmul peak was not measured (--no-peak)")
+    for key, detail in (results.env.get("matmul_peak") or {}).items():
+        if detail.get("gflops") is None and detail.get("reason"):
+            notes.append(f"% peak: no peak for {key}: {detail['reason']}")
+    if above:
+        notes.append(f"% peak: '-' at {above} point(s) faster than the file's recorded peak (recorded by an older "
+                     f"lstm-bench, from one GEMM library); a new sweep measures the best GEMM and rejects such timings")
+    if noisy:
+        notes.append(f"NOISY: {noisy} point(s) whose repeats spread by more than {100 * NOISY_SPREAD:.0f}% of their "
+                     f"median (IQR/median); rerun them on a quieter machine, or compare with `lstm-bench ab`")
+    if loaded:
+        notes.append(f"load: {loaded} point(s) measured under load (1-minute load average above the "
+                     f"{results.env.get('cpu_count') or '?'} CPUs, or CPU steal above 2%): their times read high")
+    if has_instructions:
+        notes.append("instructions: CPU instructions of one forward+backward under callgrind, one thread "
+                     "(small CPU points only; '-' elsewhere)")
     return "\n".join([out] + notes)
 
 
@@ -92,6 +143,16 @@ def skip_lines(records: list[PointRecord]) -> list[str]:
     return [f"skipped {n} point(s): {reason}" for reason, n in reasons.items()]
 
 
+def _libraries(detail: dict | None) -> str:
+    """" (oneDNN; MKL 212.0)" from a peak's stored details."""
+    if not detail or not detail.get("libraries"):
+        return ""
+    names = {"mkl": "MKL", "onednn": "oneDNN", "cublas": "cuBLAS"}
+    best = detail.get("library")
+    others = [f"{names.get(k, k)} {v:.1f}" for k, v in detail["libraries"].items() if k != best]
+    return f" ({names.get(best, best)}" + (f"; {', '.join(others)}" if others else "") + ")"
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="sweep the grid; results appended to a JSON-lines file point by point")
     add_impls(p, "the grid's")
@@ -99,6 +160,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", type=list_of(str), action="append", help="devices (default cpu,cuda)")
     p.add_argument("--dtype", type=list_of(str), action="append", help="dtypes (default float32)")
     p.add_argument("--quick", action="store_true", help="start from QUICK_GRID instead of BENCH_GRID")
+    p.add_argument("--grid", choices=sorted(NAMED_GRIDS), help="start from this named grid instead of BENCH_GRID")
     p.add_argument("--out", help="results file (default lstm-bench-YYYYmmdd-HHMMSS.jsonl; never overwritten)")
     p.add_argument("--resume", action="store_true", help="continue --out, skipping the points already in it")
     p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS)
@@ -108,6 +170,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-accuracy", action="store_true", help="skip the max-rel-error measurement")
     p.add_argument("--no-memory", action="store_true", help="skip the saved/peak memory measurement")
     p.add_argument("--no-peak", action="store_true", help="do not measure the matmul peak")
+    p.add_argument("--instructions", action="store_true",
+                   help="also count CPU instructions of one forward+backward under callgrind (small CPU points; "
+                        "needs valgrind)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -115,10 +180,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise UsageError("--resume needs --out FILE, the results file of the sweep to continue")
+    if args.quick and args.grid:
+        raise UsageError("--quick and --grid both name the grid; give one")
     grid = grid_from_args(args)
+    check_devices(flatten(args.device), grid.points())
+    if args.instructions:
+        from ..instructions import unavailable
+
+        why = unavailable()
+        if why:
+            raise UsageError(f"--instructions: {why}")
     out = Path(args.out or time.strftime("lstm-bench-%Y%m%d-%H%M%S.jsonl"))
     settings = SweepSettings(repeats=args.repeats, warmup=args.warmup, seed=args.seed,
-                             accuracy=not args.no_accuracy, memory=not args.no_memory)
+                             accuracy=not args.no_accuracy, memory=not args.no_memory,
+                             instructions=args.instructions)
     try:
         outcome = run_sweep(grid, out, settings=settings, threads=args.threads, peak=not args.no_peak,
                             resume=args.resume, observer=ProgressBar(enabled=not args.no_progress))
@@ -132,10 +207,12 @@ def run(args: argparse.Namespace) -> int:
     print(sweep_table(results))
     for line in skip_lines(results.records):
         print(line)
-    peaks = results.env.get("matmul_peak_gflops", {})
+    details = results.env.get("matmul_peak") or {}
+    peaks = {k: v for k, v in (results.env.get("matmul_peak_gflops") or {}).items() if v}
     if peaks:
-        print("% peak: GFLOP/s (GEMM FLOPs of forward+backward, lstm_bench/flops.py) over this machine's "
-              "measured matmul peak: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()))
+        print("% peak: GFLOP/s (GEMM FLOPs of forward+backward, lstm_bench/flops.py) over this machine's best "
+              "measured GEMM: " + ", ".join(f"{k} {v:.1f} GFLOP/s" + _libraries(details.get(k))
+                                          for k, v in peaks.items()))
     print(f"{counts['ok']} measured, {counts['failed']} failed, {counts['skipped']} skipped"
           + (f", {counts['resumed']} already in the file" if counts["resumed"] else "") + f"; results in {out}")
     return EXIT_FAIL if outcome.failed else EXIT_OK

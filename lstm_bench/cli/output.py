@@ -111,3 +111,91 @@ class ProgressBar(SweepObserver):
         if self.enabled:
             print(f"{'interrupted' if interrupted else 'sweep done'}: {self.count}/{self.total} points in "
                   f"{human_duration(time.perf_counter() - self.t0)}", file=self.stream)
+
+
+def percent(fraction: float | None, digits: int = 1) -> str:
+    """0.0523 -> "5.2%"; "-" for None or NaN; "inf" reads as "no power"."""
+    if fraction is None or math.isnan(fraction):
+        return "-"
+    if math.isinf(fraction):
+        return "none"
+    return f"{100 * fraction:.{digits}f}%"
+
+
+def spread_text(spread_base: float, spread_new: float) -> str:
+    """The larger IQR/median of the two sides, marked NOISY above 10 % (`stats.NOISY_SPREAD`)."""
+    from ..stats import NOISY_SPREAD
+
+    worst = max(spread_base, spread_new)
+    if math.isnan(worst):
+        return "-"
+    return f"{100 * worst:.0f}%" + (" NOISY" if worst > NOISY_SPREAD else "")
+
+
+def verdict_rows(verdicts, points: dict, *, show_method: bool = False) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of a per-point verdict table (`compare`, `ab`)."""
+    headers = ["impl", "T", "B", "I", "H", "device", "dtype", "base", "new", "new/base", "95% CI", "p (Holm)",
+               "detectable", "spread", "verdict"]
+    if show_method:
+        headers.insert(-1, "test")
+    rows = []
+    for v in verdicts:
+        p = points[v.key]
+        row = [p.impl, p.T, p.B, p.I, p.H, p.device, p.dtype, human_duration(v.base_median),
+               human_duration(v.new_median), f"{v.ratio:.3f}", f"[{v.ci_low:.3f}, {v.ci_high:.3f}]",
+               f"{v.p_adjusted:.2g}", percent(v.detectable), spread_text(v.spread_base, v.spread_new),
+               v.verdict + ("  REGRESSION" if v.regression else "")]
+        if show_method:
+            row.insert(-1, v.method)
+        rows.append(row)
+    return headers, rows
+
+
+def sensitivity_line(verdicts, unit: str) -> str:
+    """The weakest point's detectable slowdown, and how many more `unit` would bring it to 5 %."""
+    from ..stats import POWER, TARGET
+
+    known = [v for v in verdicts if not math.isnan(v.detectable)]
+    if not known:
+        return ""
+    worst = max(known, key=lambda v: v.detectable)
+    more = max(v.more_for_target for v in known)
+    line = (f"sensitivity: the smallest slowdown detectable ({100 * POWER:.0f}% power, at the noise measured) is "
+            f"{percent(min(v.detectable for v in known))} at the best point, {percent(worst.detectable)} at the "
+            f"worst ({worst.key})")
+    if more:
+        line += f"; about {more} more {unit} would bring every point to {100 * TARGET:.0f}%"
+    else:
+        line += f"; every point can see {100 * TARGET:.0f}%"
+    return line
+
+
+class ABProgress:
+    """`lstm-bench ab`'s progress on stderr: one line per few rounds with the time left."""
+
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def started(self, base: dict, new: dict, points: int, runnable: int) -> None:
+        if self.enabled:
+            print(f"A/B of {runnable} points ({points - runnable} skipped)", file=self.stream, flush=True)
+
+    def setting_up(self, index: int, point: Point) -> None:
+        if self.enabled:
+            print(f"  setting up {point_label(point)}", file=self.stream, flush=True)
+
+    def round_done(self, done: int, total: int, seconds_left: float | None) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 10 and done < total):
+            return
+        self.last = now
+        left = f", ~{human_duration(seconds_left)} left" if seconds_left is not None else ""
+        print(f"[{done}/{total} pairs] elapsed {human_duration(now - self.t0)}{left}", file=self.stream, flush=True)
+
+    def finished(self, interrupted: bool) -> None:
+        if self.enabled:
+            print(f"{'interrupted' if interrupted else 'A/B done'} after {human_duration(time.perf_counter() - self.t0)}",
+                  file=self.stream, flush=True)

@@ -1,0 +1,185 @@
+"""`lstm-bench ab` on real measurements: identical code is "no change", a known slowdown exits 1; and every
+way a worker can fail is one line, exit 2, never a hang.
+
+The real run spawns the workers with this interpreter. BASE imports lstm-bench 0.1 (commit
+28bac31, extracted with `git archive`) when this checkout has that commit, so the worker
+shipped from here is proven to run under the old API; NEW imports this checkout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lstm_bench import cli
+from lstm_bench.ab import Side, WorkerError, WorkerProcess, parse_env
+from lstm_bench.grid import Point
+
+ROOT = Path(__file__).resolve().parent.parent
+OLD_COMMIT = "28bac31"  # lstm-bench 0.1: no worker module, no new APIs
+
+# A user's kernel, loaded by each worker from the working directory as `abkernel:kernel`: the
+# same torch work on both sides (it does not call either side's lstm-bench implementations,
+# which differ between 0.1 and now). In NEW (AB_SIDE=NEW) the T=3 point busy-waits twice
+# its own duration: a 3x slowdown known exactly whatever the load; T=4 is identical code;
+# T=5 raises (a point broken in NEW, which the worker must survive).
+KERNEL = """
+import os, time
+import torch
+
+def kernel(case):
+    if os.environ.get("AB_SIDE") == "NEW" and case.x.shape[0] == 5:
+        raise RuntimeError("CUDA out of memory (simulated)")
+    t0 = time.perf_counter()
+    weights = case.weights  # 0.1: an LSTMWeights and (B, H) states; since 0.2: nn.LSTM's names and (1, B, H)
+    if isinstance(weights, dict):
+        w, h = torch.cat([weights["weight_ih_l0"], weights["weight_hh_l0"]], 1), case.h0[0]
+    else:
+        w, h = torch.cat([weights.weight_ih, weights.weight_hh], 1), case.h0
+    for _ in range(30):  # ~1 ms a call: long enough that one preemption does not dominate a repeat
+        for x in case.x:
+            h = torch.tanh(torch.cat([x, h], 1) @ w.T)[:, : h.shape[1]]
+    if os.environ.get("AB_SIDE") == "NEW" and case.x.shape[0] == 3:
+        end = t0 + 3 * (time.perf_counter() - t0)
+        while time.perf_counter() < end:
+            pass
+    return h
+
+kernel.devices = ("cpu",)
+"""
+
+
+@pytest.fixture(scope="module")
+def old_lstm_bench(tmp_path_factory) -> Path | None:
+    """lstm-bench 0.1's package extracted into a folder (None when this checkout lacks the commit)."""
+    out = tmp_path_factory.mktemp("base-0.1")
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD_COMMIT, "lstm_bench"], capture_output=True,
+                                 timeout=60, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_identical_code_is_no_change_and_a_known_slowdown_exits_1(tmp_path, capsys, monkeypatch, old_lstm_bench):
+    (tmp_path / "abkernel.py").write_text(textwrap.dedent(KERNEL))
+    monkeypatch.chdir(tmp_path)
+    base_path = old_lstm_bench or ROOT
+    argv = ["ab", "--base", sys.executable, "--new", sys.executable, "--impl", "abkernel:kernel",
+            "-T", "3,4,5", "-B", "2", "-H", "8", "--device", "cpu", "--pairs", "9", "--processes", "3",
+            "--min-time", "0.02", "--base-env", f"PYTHONPATH={base_path}", "--new-env", f"PYTHONPATH={ROOT}",
+            "--new-env", "AB_SIDE=NEW", "--no-progress"]
+    # T=4 is identical code: "no change" unless the calibrated test errs, which it may do with
+    # probability <= alpha = 5 % per run; 3 attempts make a spurious failure ~1e-4 likely,
+    # while a test that ignores the pairing or the worker generations fails every time
+    # under load. The 3x slowdown at T=3 must be flagged in every attempt.
+    outputs = []
+    for attempt in range(3):
+        json_file = tmp_path / f"ab{attempt}.json"
+        code, out, err = run(capsys, *argv, "--json", json_file)
+        outputs.append(out + err)
+        assert code == 1, out + err
+        data = json.loads(json_file.read_text())
+        verdicts = {int(v["key"].split("|")[1][2:]): v for v in data["verdicts"]}  # by T
+        assert verdicts[3]["verdict"] == "slower" and verdicts[3]["regression"], verdicts[3]
+        assert 2.0 < verdicts[3]["ratio"] < 4.5  # 3x, measured through the load of a shared machine
+        assert "REGRESSION" in out and len(data["runs"][0]["base_s"]) == 9
+        broken = [r for r in data["runs"] if r["new_error"]]  # T=5 failed in NEW, and only there
+        assert [r["point"]["T"] for r in broken] == [5] and not broken[0]["base_error"]
+        assert "CUDA out of memory (simulated)" in broken[0]["new_error"] and "FAILED in NEW" in out
+        assert sorted(verdicts) == [3, 4]
+        assert sorted(set(data["runs"][0]["batch"])) == [0, 1, 2]  # three worker generations
+        if old_lstm_bench is not None:
+            assert data["base"]["lstm_bench"] == "0.1.0" and data["base"]["lstm_bench_file"].startswith(
+                str(old_lstm_bench))
+        assert data["new"]["lstm_bench_file"].startswith(str(ROOT))
+        if verdicts[4]["verdict"] == "no change" and not verdicts[4]["regression"]:
+            return
+    pytest.fail("identical code was judged changed in 3 of 3 attempts:\n" + "\n".join(outputs))
+
+
+def _fake_python(tmp_path: Path, name: str, script: str) -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+@pytest.mark.parametrize("script, timeout, messages", [
+    ("echo 'Hello from a banner'; cat > /dev/null", 60,
+     ["BASE worker (PY) answered 'hello' with something that is not a protocol reply: 'Hello from a banner'"]),
+    ("echo 'ImportError: something broke' >&2; exit 3", 60,  # dead before or while it reads 'hello'
+     ["BASE worker (PY) exited with code 3 ", "'hello'; its last words: ImportError: something broke"]),
+    (f"exec {sys.executable} -I -S \"$@\"", 60,  # isolated, no site-packages: no torch
+     ["BASE worker (PY) cannot run the comparison: ModuleNotFoundError"]),
+    ("sleep 30", 1, ["BASE worker (PY) did not answer 'hello' within 1 s (hung?); it was killed"]),
+])
+def test_a_worker_that_fails_is_one_line_naming_the_side_and_exit_2(tmp_path, capsys, script, timeout, messages):
+    fake = _fake_python(tmp_path, "python", script)
+    code, out, err = run(capsys, "ab", "--base", fake, "--new", sys.executable, "-T", "2", "-B", "1", "-H", "4",
+                         "--timeout", timeout, "--no-progress")
+    assert code == 2, out + err
+    for message in messages:
+        assert message.replace("PY", fake) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--base", "/no/such/python"], "--base /no/such/python: no such Python executable"),
+    (["--new-env", "NOEQUALS"], "--new-env: expected NAME=VALUE, got 'NOEQUALS'"),
+    (["--dtype", "float8_e4m3fn"], "--dtype float8_e4m3fn: not a dtype an LSTM case can be made in"),
+    (["--pairs", "4", "--processes", "5"], "--processes 5 exceeds --pairs 4"),
+    (["--device", "cuda"], "--device cuda: not available here"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    if "cuda" in argv:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU: --device cuda is fine here")
+    base = [] if "--base" in argv else ["--base", sys.executable]
+    code, _, err = run(capsys, "ab", *base, "--new", sys.executable, *argv, "--no-progress")
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_existing_json_file_is_never_overwritten(tmp_path, capsys):
+    target = tmp_path / "ab.json"
+    target.write_text("keep me")
+    code, _, err = run(capsys, "ab", "--base", sys.executable, "--new", sys.executable, "--json", target)
+    assert code == 2 and "already exists" in err and target.read_text() == "keep me"
+
+
+def test_parse_env():
+    assert parse_env(["A=1", "B=x=y", "C="], "--new-env") == (("A", "1"), ("B", "x=y"), ("C", ""))
+    with pytest.raises(ValueError, match="--base-env: expected NAME=VALUE"):
+        parse_env(["=1"], "--base-env")
+
+
+def test_worker_protocol_survives_output_of_the_code_under_test(tmp_path):
+    """A kernel that prints on stdout (from Python and from C) cannot corrupt the protocol."""
+    (tmp_path / "noisy.py").write_text("import os\nprint('chatty import')\nos.write(1, b'raw bytes\\n')\n")
+    env = (("PYTHONPATH", f"{tmp_path}{os.pathsep}{ROOT}"), ("PYTHONSTARTUP", ""))
+    worker = WorkerProcess(Side("NEW", sys.executable, env), timeout=120, cwd=str(tmp_path))
+    try:
+        reply = worker.request({"op": "setup", "id": "p", "spec": "noisy:nothing", "seed": 0, "threads": 1,
+                                "warmup": 0, "point": Point("x", 2, 1, 4, 4).as_dict()})
+        assert reply["ok"] is False and "nothing" in reply["error"]  # imported (and printed), then no attribute
+        assert worker.request({"op": "hello"})["ok"] is True
+    finally:
+        worker.close()
+    with pytest.raises(WorkerError, match="NEW worker"):
+        worker.request({"op": "hello"})
