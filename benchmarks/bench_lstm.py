@@ -9,6 +9,8 @@ skipped; the reason is `lstm_bench.grid.skip_reason(point)`.
   of `lstm_bench.timing.step_fn`, which synchronise on CUDA), and the process peak RSS.
 - `TrackStep`: figures that do not depend on the machine's noise (saved bytes, peak
   allocated bytes, FLOPs, max relative error against float64) and achieved GFLOP/s.
+- `TimeConfigStep`, `TrackConfigStep`: the same over `CONFIG_GRID`, nn.LSTM's other
+  configurations (2 layers, bidirectional, a projection, variable lengths; float32, bfloat16).
 - `TrackInstructions`: CPU instructions of one forward+backward under callgrind at a few
   small CPU points (`lstm_bench.instructions`): deterministic to ~0.1-0.3 %, so a 1 %
   overhead regression shows without any timing noise. Without valgrind each point is
@@ -18,9 +20,8 @@ from __future__ import annotations
 
 import statistics
 
-from lstm_bench.flops import gflops, lstm_flops
 from lstm_bench import instructions
-from lstm_bench.grid import Point, skip_reason
+from lstm_bench.grid import CONFIG_GRID, Point, Variant, skip_reason
 from lstm_bench.grid import grid_from_env
 from lstm_bench.measure import max_rel_error
 from lstm_bench.memory import peak_bytes, saved_bytes, warm_profiler
@@ -40,8 +41,18 @@ PARAM_NAMES = ["impl", "device", "dtype", "T", "B", "H"]
 TIMING_REPEATS = 2  # for track_gflops, through lstm_bench.timing.time_fn
 
 
-def _point(impl: str, device: str, dtype: str, T: int, B: int, H: int) -> Point:
-    point = Point(impl, T, B, H, H, device, dtype)
+# nn.LSTM's configurations (layers, bidirectional, projection, variable lengths) are their own
+# suites over CONFIG_GRID, so that adding them left the plain suites' parameters, and so their
+# asv history, as they were.
+VARIANTS = {v.label: v for v in CONFIG_GRID.variants}
+CONFIG_PARAMS = [list(CONFIG_GRID.impls), list(CONFIG_GRID.devices), list(CONFIG_GRID.dtypes),
+                 list(CONFIG_GRID.T), list(CONFIG_GRID.B), list(CONFIG_GRID.H), list(VARIANTS)]
+CONFIG_PARAM_NAMES = PARAM_NAMES + ["config"]
+
+
+def _point(impl: str, device: str, dtype: str, T: int, B: int, H: int, config: str = "plain") -> Point:
+    v: Variant = VARIANTS[config]
+    point = Point(impl, T, B, H, H, device, dtype, v.num_layers, v.bidirectional, v.proj_size, v.lengths)
     reason = skip_reason(point)
     if reason is not None:
         raise NotImplementedError(reason)
@@ -58,12 +69,12 @@ class TimeStep:
     warmup_time = 0.0  # setup makes one untimed call instead
     timeout = 600.0
 
-    def setup(self, impl, device, dtype, T, B, H):
-        point = _point(impl, device, dtype, T, B, H)
+    def setup(self, *params):
+        point = _point(*params)
         self.threads = set_threads()
         case = point.case()
-        self.forward = step_fn(get_impl(impl), case, backward=False)
-        self.forward_backward = step_fn(get_impl(impl), case, backward=True)
+        self.forward = step_fn(get_impl(point.impl), case, backward=False)
+        self.forward_backward = step_fn(get_impl(point.impl), case, backward=True)
         self.forward_backward()  # warm-up: caches, allocator, cuDNN algorithm choice
 
     def time_forward(self, *args):
@@ -83,10 +94,10 @@ class TrackStep:
     param_names = PARAM_NAMES
     timeout = 600.0
 
-    def setup(self, impl, device, dtype, T, B, H):
-        self.point = _point(impl, device, dtype, T, B, H)
+    def setup(self, *params):
+        self.point = _point(*params)
         self.threads = set_threads()
-        self.impl = get_impl(impl)
+        self.impl = get_impl(self.point.impl)
 
     @property
     def case(self):
@@ -106,8 +117,7 @@ class TrackStep:
     track_peak_bytes.unit = "bytes"
 
     def track_flops(self, *args):
-        p = self.point
-        return lstm_flops(p.T, p.B, p.I, p.H, backward=True)
+        return self.point.flops
 
     track_flops.unit = "FLOP"
 
@@ -115,7 +125,7 @@ class TrackStep:
         p = self.point
         seconds = timing.time_fn(step_fn(self.impl, self.case, backward=True), device=p.device,
                                  repeats=TIMING_REPEATS, warmup=1)
-        return gflops(p.T, p.B, p.I, p.H, statistics.median(seconds))
+        return p.flops / statistics.median(seconds) / 1e9
 
     track_gflops.unit = "GFLOP/s"
 
@@ -123,6 +133,21 @@ class TrackStep:
         return max_rel_error(self.impl, self.point, case=self.case)[0]
 
     track_max_rel_error.unit = "relative"
+
+
+class TimeConfigStep(TimeStep):
+    """TimeStep in nn.LSTM's other configurations (CONFIG_GRID: 2 layers, bidirectional, a
+    projection, variable lengths, each beside the plain LSTM, in float32 and bfloat16)."""
+
+    params = CONFIG_PARAMS
+    param_names = CONFIG_PARAM_NAMES
+
+
+class TrackConfigStep(TrackStep):
+    """TrackStep over CONFIG_GRID."""
+
+    params = CONFIG_PARAMS
+    param_names = CONFIG_PARAM_NAMES
 
 
 # Small CPU points whose instructions are counted: ~1 min each under callgrind here (valgrind

@@ -41,7 +41,3 @@ def lstm_flops(T: int, B: int, I: int, H: int, backward: bool, *, num_layers: in
         forward += D * (2 * N * 4 * H * (In + H_out) + 2 * N * H * P)
     return 3 * forward if backward else forward
 
-
-def gflops(T: int, B: int, I: int, H: int, seconds: float, **config) -> float:
-    """Achieved GFLOP/s of one forward+backward taking `seconds` (NaN for a non-positive time)."""
-    return lstm_flops(T, B, I, H, backward=True, **config) / seconds / 1e9 if seconds > 0 else float("nan")

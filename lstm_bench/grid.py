@@ -1,7 +1,8 @@
 """The one benchmark grid, used by asv, pytest-benchmark and the command line.
 
-A `Point` is one measurement: an implementation on one case size, device and dtype.
-A `Grid` is the product of its axes. Points that cannot or should not run are not
+A `Point` is one measurement: an implementation on one case size, device and dtype, in
+one of nn.LSTM's configurations (a `Variant`: layers, directions, projection, variable
+lengths; the plain single-layer LSTM by default). A `Grid` is the product of its axes. Points that cannot or should not run are not
 dropped: `skip_reason(point)` says why, from the explicit `EXCLUSIONS` table below
 (too slow to be worth running) or because the device or implementation is missing.
 """
@@ -14,12 +15,65 @@ from typing import Callable
 
 import torch
 
-from .contract import Case, check_dtype, make_case
+from .contract import Case, LSTMConfig, check_dtype, make_case
 from .devices import KNOWN_DEVICES
 from .flops import lstm_flops
 from .impls import BUILTIN
+from .lengths import DISTRIBUTIONS, draw_lengths
 from .registry import all_impls, get_impl
-from .values import check_positive_int, from_env, parse_number
+from .support import needed_features
+from .values import check_int, check_positive_int, from_env, parse_number
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of nn.LSTM's configurations beyond the sizes: layers, directions, projection, and the
+    name of a length distribution (`lstm_bench.lengths`; "" when every sequence has T steps)."""
+
+    num_layers: int = 1
+    bidirectional: bool = False
+    proj_size: int = 0
+    lengths: str = ""
+
+    def __post_init__(self) -> None:
+        check_positive_int("num_layers", self.num_layers)
+        check_int("proj_size", self.proj_size, 0)
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional must be True or False, got {self.bidirectional!r}")
+        if self.lengths not in ("",) + DISTRIBUTIONS:
+            raise ValueError(f"unknown length distribution {self.lengths!r}; known: {', '.join(DISTRIBUTIONS)}")
+
+    @property
+    def label(self) -> str:
+        """"plain", or the non-default parts, e.g. "L=2", "bi", "P=64", "len=padded-batch", "L=2+bi"."""
+        parts = ([f"L={self.num_layers}"] if self.num_layers != 1 else []) + (["bi"] if self.bidirectional else []) \
+            + ([f"P={self.proj_size}"] if self.proj_size else []) + ([f"len={self.lengths}"] if self.lengths else [])
+        return "+".join(parts) or "plain"
+
+    @classmethod
+    def from_label(cls, label: str) -> "Variant":
+        """The variant of a `label` ("plain", "L=2+bi+P=64+len=padded-batch", ...); ValueError naming the bad part."""
+        fields: dict = {}
+        for part in label.strip().split("+"):
+            name, _, value = part.partition("=")
+            try:
+                if part == "bi":
+                    fields["bidirectional"] = True
+                elif name == "L" and value:
+                    fields["num_layers"] = int(value)
+                elif name == "P" and value:
+                    fields["proj_size"] = int(value)
+                elif name == "len" and value:
+                    fields["lengths"] = value
+                elif part != "plain" or label.strip() != "plain":
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"configuration {label!r}: cannot read {part!r}; give 'plain' or parts joined by "
+                                 f"'+' of L=<layers>, bi, P=<proj_size>, len=<{'|'.join(DISTRIBUTIONS)}>") from None
+        return cls(**fields)
+
+
+PLAIN = Variant()
 
 
 @dataclass(frozen=True)
@@ -33,6 +87,10 @@ class Point:
     H: int
     device: str = "cpu"
     dtype: str = "float32"
+    num_layers: int = 1
+    bidirectional: bool = False
+    proj_size: int = 0
+    lengths: str = ""  # a distribution of lstm_bench.lengths, or "": every sequence T steps
 
     def __post_init__(self) -> None:
         if not isinstance(self.impl, str) or not self.impl:
@@ -45,16 +103,44 @@ class Point:
             raise ValueError(f"Point.dtype must be a dtype name such as 'float32', got {self.dtype!r}")
         # The canonical name ("float" -> "float32"), so that one point has one key.
         object.__setattr__(self, "dtype", str(check_dtype(self.dtype)).replace("torch.", ""))
+        self.variant, self.config  # check them (proj_size < H, a known length distribution)
+
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.num_layers, self.bidirectional, self.proj_size, self.lengths)
+
+    @property
+    def config(self) -> LSTMConfig:
+        return LSTMConfig(self.I, self.H, self.num_layers, self.bidirectional, self.proj_size)
 
     @property
     def key(self) -> str:
-        """Stable id, e.g. "vectorised|T=100|B=32|I=256|H=256|cpu|float32"."""
-        return f"{self.impl}|T={self.T}|B={self.B}|I={self.I}|H={self.H}|{self.device}|{self.dtype}"
+        """Stable id, e.g. "vectorised|T=100|B=32|I=256|H=256|cpu|float32", with "|" + the variant's
+        label after it when it is not the plain LSTM (so keys of plain points never changed)."""
+        key = f"{self.impl}|T={self.T}|B={self.B}|I={self.I}|H={self.H}|{self.device}|{self.dtype}"
+        return key if self.variant == PLAIN else f"{key}|{self.variant.label}"
+
+    def sequence_lengths(self) -> "torch.Tensor | None":
+        """The lengths (B,) of this point's case, or None when every sequence has T steps."""
+        return draw_lengths(self.lengths, self.T, self.B) if self.lengths else None
+
+    def gemm_flops(self, backward: bool = True) -> int:
+        """GEMM FLOPs of one forward (+backward) at this point (`lstm_bench.flops`); with variable
+        lengths, of the real steps only (the sum of the lengths), the work a packed kernel does."""
+        lengths = self.sequence_lengths()
+        return lstm_flops(self.T, self.B, self.I, self.H, backward=backward, num_layers=self.num_layers,
+                          bidirectional=self.bidirectional, proj_size=self.proj_size,
+                          steps=None if lengths is None else int(lengths.sum()))
 
     @property
     def flops(self) -> int:
-        """GEMM FLOPs of one forward+backward at this point (`lstm_bench.flops`)."""
-        return lstm_flops(self.T, self.B, self.I, self.H, backward=True)
+        """GEMM FLOPs of one forward+backward at this point."""
+        return self.gemm_flops(backward=True)
+
+    @property
+    def features(self) -> list[str]:
+        """The features of `lstm_bench.support.FEATURES` this point's case uses."""
+        return needed_features(self.config, self.sequence_lengths())
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -72,11 +158,13 @@ class Point:
         return cls(**d)
 
     def case(self, seed: int = 0) -> Case:
-        """`make_case` with this point's sizes, dtype and device."""
-        return make_case(self.T, self.B, self.I, self.H, dtype=self.torch_dtype, device=self.device, seed=seed)
+        """`make_case` with this point's sizes, configuration, lengths, dtype and device."""
+        return make_case(self.T, self.B, self.I, self.H, num_layers=self.num_layers,
+                         bidirectional=self.bidirectional, proj_size=self.proj_size,
+                         lengths=self.sequence_lengths(), dtype=self.torch_dtype, device=self.device, seed=seed)
 
 
-AXES = ("impls", "T", "H", "B", "devices", "dtypes", "I")
+AXES = ("impls", "T", "H", "B", "devices", "dtypes", "I", "variants")
 
 
 @dataclass(frozen=True)
@@ -90,13 +178,14 @@ class Grid:
     devices: tuple[str, ...] = ("cpu",)
     dtypes: tuple[str, ...] = ("float32",)
     I: tuple[int, ...] | None = None
+    variants: tuple[Variant, ...] = (PLAIN,)
 
     def __post_init__(self) -> None:
         for name in AXES:
             value = getattr(self, name)
             if value is None and name == "I":
                 continue
-            if isinstance(value, (str, int)):
+            if isinstance(value, (str, int, Variant)):
                 value = (value,)
             try:
                 value = tuple(value)
@@ -109,10 +198,11 @@ class Grid:
     def points(self) -> list[Point]:
         """Every combination, including the ones `skip_reason` will skip."""
         out = []
-        for impl, device, dtype, T, B, H in itertools.product(
-                self.impls, self.devices, self.dtypes, self.T, self.B, self.H):
+        for impl, device, dtype, v, T, B, H in itertools.product(
+                self.impls, self.devices, self.dtypes, self.variants, self.T, self.B, self.H):
             for I in (self.I or (H,)):
-                out.append(Point(impl, T, B, I, H, device, dtype))
+                out.append(Point(impl, T, B, I, H, device, dtype, v.num_layers, v.bidirectional, v.proj_size,
+                                 v.lengths))
         return out
 
     def runnable(self) -> list[Point]:
@@ -165,13 +255,22 @@ STUDY_GRID = Grid(impls=("vectorised_slowed",), T=(100,), H=(256,), B=(32,), dev
 CI_GRID = Grid(impls=("vectorised", "nn_lstm", "nn_lstm_native"), T=(10, 100), H=(64, 256), B=(32,),
                devices=("cpu",), dtypes=("float32",))
 
+# nn.LSTM's configurations, one axis at a time, at one mid-sized point in float32 and bfloat16:
+# what a drop-in replacement's speed is compared on beyond the plain LSTM (asv's TimeConfigStep and
+# TrackConfigStep, `lstm-bench bench --grid configs`). H = 128 keeps 2 layers and 2 directions of
+# every path under the CPU's GFLOP limit below.
+CONFIG_VARIANTS = (PLAIN, Variant(num_layers=2), Variant(bidirectional=True), Variant(proj_size=64),
+                   Variant(lengths="padded-batch"))
+CONFIG_GRID = Grid(impls=BUILTIN, T=(10, 100), H=(128,), B=(32,), devices=("cpu", "cuda"),
+                   dtypes=("float32", "bfloat16"), variants=CONFIG_VARIANTS)
+
 # The pytest-benchmark suite's default: every implementation once at the smallest sizes, so that the
 # plain test command smoke-runs each benchmark in seconds.
 SMOKE_GRID = BENCH_GRID.replace(T=(10,), H=(64,), B=(1,))
 
 # What $LSTM_BENCH_GRID (asv) and $LSTM_BENCH_PYTEST_GRID (pytest-benchmark) may name.
 NAMED_GRIDS = {"asv": ASV_GRID, "bench": BENCH_GRID, "quick": QUICK_GRID, "smoke": SMOKE_GRID, "study": STUDY_GRID,
-               "ci": CI_GRID}
+               "ci": CI_GRID, "configs": CONFIG_GRID}
 
 
 @dataclass(frozen=True)
@@ -218,7 +317,8 @@ def skip_reason(point: Point) -> str | None:
     if point.device == "cuda" and not torch.cuda.is_available():
         return "device cuda not available here: torch.cuda.is_available() is False"
     declared = get_impl(point.impl).support.reason(device=point.device, dtype=point.dtype,
-                                                   sizes={"T": point.T, "B": point.B, "I": point.I, "H": point.H})
+                                                   sizes={"T": point.T, "B": point.B, "I": point.I, "H": point.H},
+                                                   features=point.features)
     if declared is not None:
         return f"impl {point.impl!r} {declared}"
     for rule in EXCLUSIONS:

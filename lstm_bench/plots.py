@@ -43,7 +43,7 @@ def rows_of(results: ResultsFile) -> list[dict]:
     for rec in results.ok():
         m = rec.measurement
         q1, med, q3 = quartiles(m.forward_backward_s)
-        rows.append({**rec.point.as_dict(), "median": med, "q1": q1, "q3": q3,
+        rows.append({**rec.point.as_dict(), "config": rec.point.variant.label, "median": med, "q1": q1, "q3": q3,
                      "saved": m.saved_bytes, "peak": m.peak_bytes, "halves": m.has_halves})
     return rows
 
@@ -55,7 +55,7 @@ def _facets(rows: list[dict], keys: tuple[str, ...]) -> list[tuple]:
 def _facet_title(keys: tuple[str, ...], values: tuple) -> str:
     parts = []
     for k, v in zip(keys, values):
-        parts.append(str(v) if k in ("device", "dtype") else f"{k}={v}")
+        parts.append(str(v) if k in ("device", "dtype", "config") else f"{k}={v}")
     return ", ".join(parts)
 
 
@@ -197,11 +197,13 @@ def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | N
     written: list[Path] = []
     # I follows H in the grid's sweeps; a file with other input sizes gets a panel per I, so
     # that no line joins points of different I.
-    by_I = () if all(r["I"] == r["H"] for r in rows) or len({r["I"] for r in rows}) == 1 else ("I",)
-    per_T = ("device", "dtype", "B", "H") + by_I
+    split = () if all(r["I"] == r["H"] for r in rows) or len({r["I"] for r in rows}) == 1 else ("I",)
+    # and a panel per nn.LSTM configuration (2 layers, bidirectional, ...) when there are several
+    split += ("config",) if len({r["config"] for r in rows}) > 1 else ()
+    per_T = ("device", "dtype", "B", "H") + split
 
     for x, facet_keys, name in (("T", per_T, "time_vs_T.png"),
-                                ("H", ("device", "dtype", "B", "T") + by_I, "time_vs_H.png")):
+                                ("H", ("device", "dtype", "B", "T") + split, "time_vs_H.png")):
         p = _line_chart(plt, rows, x=x, facet_keys=facet_keys, path=out / name,
                         title=f"forward+backward time (median, bars: IQR) vs {x} - {where}",
                         ylabel="ms per forward+backward of all T steps", series=_time_series(x, impls, styles),
@@ -239,7 +241,7 @@ def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | N
             written.append(p)
         plt.close("all")
 
-    base = {(r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"]): r["median"]
+    base = {(r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"], r["config"]): r["median"]
             for r in rows if r["impl"] == BASELINE}
     if not base and notes is not None:
         notes.append(f"ratio_to_{BASELINE}.png not drawn: no {BASELINE} points in the results")
@@ -248,11 +250,12 @@ def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | N
             out = []
             for name in impls:
                 pts = sorted((r for r in sub if r["impl"] == name
-                              and (r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"]) in base),
+                              and (r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"], r["config"]) in base),
                              key=lambda r: r["T"])
                 if not pts:
                     continue
-                ys = [r["median"] / base[(r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"])] for r in pts]
+                ys = [r["median"] / base[(r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"], r["config"])]
+                      for r in pts]
                 style = {**styles[name], "linewidth": 2.5 if name == BASELINE else 1.5}
                 out.append((name, [r["T"] for r in pts], ys, style))
             return out

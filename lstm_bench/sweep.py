@@ -114,13 +114,14 @@ POINT_OVERHEAD_S = 0.05  # per point: making the case, the first call's allocati
 
 
 def point_cost(point: Point, settings: SweepSettings, peak_gflops: float | None) -> float:
-    """Modelled seconds to measure `point`: calls x (GEMM FLOPs / rate + T x per-step overhead).
+    """Modelled seconds to measure `point`: calls x (GEMM FLOPs / rate + steps x per-step overhead).
 
     Calls: warm-up and repeats of the forward (a third of the work) and of forward+backward,
     three for memory, and the accuracy check (the point's call plus a float64 reference
     at about twice the cost)."""
     rate = (peak_gflops * EFFICIENCY if peak_gflops else FALLBACK_GFLOPS) * 1e9
-    one = point.flops / rate + point.T * STEP_OVERHEAD_S
+    steps = point.T * point.num_layers * (2 if point.bidirectional else 1)  # sequential steps run
+    one = point.flops / rate + steps * STEP_OVERHEAD_S
     calls = (settings.warmup + settings.repeats) * (1 + 1 / 3)
     calls += 3 if settings.memory else 0
     calls += 3 if settings.accuracy else 0

@@ -47,9 +47,11 @@ def as_impl(impl: str | Impl | Callable[[Case], Result]) -> Impl:
 
 
 @functools.lru_cache(maxsize=256)
-def truth_of(spec: CaseSpec, device: str = "cpu") -> Reference:
-    """What `spec` on `device` is judged against (`tolerance.reference_of`), computed once per process."""
-    return reference_of(spec.make(device))
+def truth_of(spec: CaseSpec, device: str = "cpu", reference: str = "autograd") -> Reference:
+    """What `spec` on `device` is judged against (`tolerance.reference_of` with the registered
+    implementation `reference`), computed once per process: a case is made afresh from its
+    spec, so the truth never sees what a kernel under test did to its inputs."""
+    return reference_of(spec.make(device), reference)
 
 
 def _case(case: CaseLike, device: str) -> tuple[Case, Reference | None, CaseSpec | None]:

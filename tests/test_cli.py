@@ -405,3 +405,19 @@ def test_the_bench_table_flags_noise_load_and_never_shows_more_than_100_percent(
     assert "faster than the file's recorded peak" in text
     assert "NOISY" in rows["20"] and "NOISY" not in rows["10"]
     assert "1 point(s) measured under load" in text
+
+
+def test_bench_sweeps_nn_lstm_configurations_and_shows_them(tmp_path, capsys):
+    out = tmp_path / "configs.jsonl"
+    code, stdout, _ = run(capsys, "bench", "--impl", "vectorised,nn_lstm", "--config", "plain,L=2+bi,len=padded-batch",
+                          "-T", "3", "-B", "4", "-H", "6", "--device", "cpu", "--repeats", "2", "--no-peak",
+                          "--no-memory", "--no-progress", "--out", out)
+    assert code == 0, stdout
+    recs = load(out).records
+    assert {(r.point.impl, r.point.variant.label) for r in recs} == {
+        (i, c) for i in ("vectorised", "nn_lstm") for c in ("plain", "L=2+bi", "len=padded-batch")}
+    assert all(r.status == "ok" and r.measurement.max_rel_error < 1e-4 for r in recs)
+    header = next(line for line in stdout.splitlines() if line.startswith("impl"))
+    assert header.split()[5:7] == ["dtype", "config"] and "L=2+bi" in stdout
+    code, _, err = run(capsys, "bench", "--config", "L=2,tri", "--out", tmp_path / "x.jsonl")
+    assert code == 2 and "'tri'" in err and len(err.strip().splitlines()) <= 2

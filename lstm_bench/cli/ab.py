@@ -123,7 +123,7 @@ def report(result: ab.ABResult) -> str:
                         "cost)" if load.under_load else ""))
     headers, rows = verdict_rows(result.verdicts, result.points)
     if rows:
-        lines.append(table(headers, rows, left=(0, 5, 6, -1)))
+        lines.append(table(headers, rows, left=(0, 5, 6, -1) + ((7,) if "config" in headers else ())))
     for r in result.runs:
         if r.new_error:
             lines.append(f"FAILED in NEW: {point_label(r.point)}: {r.new_error}"

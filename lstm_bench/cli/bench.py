@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from ..devices import available_devices
-from ..grid import BENCH_GRID, NAMED_GRIDS, QUICK_GRID, Grid
+from ..grid import BENCH_GRID, NAMED_GRIDS, PLAIN, QUICK_GRID, Grid, Variant
 from ..records import PointRecord
 from ..registry import resolve_impls
 from ..results import ResultsFile, load
 from ..stats import NOISY_SPREAD, quartiles, relative_iqr
 from ..sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
-from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, flatten,
-                   list_of, non_negative_int, positive_int)
+from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, arg_type,
+                   flatten, list_of, non_negative_int, positive_int)
 from .output import ProgressBar, human_bytes, human_duration, table
 
 # The dtypes an LSTM case is made in (`make_case`); float8 types have no arithmetic of their own in torch.
@@ -50,7 +50,8 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
     impls = resolve_impls(flatten(args.impl) or [])
     if impls:
         axes["impls"] = tuple(impls)
-    for flag, axis in (("T", "T"), ("H", "H"), ("B", "B"), ("I", "I"), ("device", "devices"), ("dtype", "dtypes")):
+    for flag, axis in (("T", "T"), ("H", "H"), ("B", "B"), ("I", "I"), ("device", "devices"), ("dtype", "dtypes"),
+                       ("config", "variants")):
         values = flatten(getattr(args, flag))
         if values:
             axes[axis] = tuple(values)
@@ -70,9 +71,10 @@ def sweep_table(results: ResultsFile) -> str:
     noisy = loaded = above = 0
     has_instructions = any(r.measurement is not None and r.measurement.instructions is not None
                            for r in results.by_key().values())
+    has_configs = any(r.point.variant != PLAIN for r in results.by_key().values())
     for rec in results.by_key().values():
         p = rec.point
-        head = [p.impl, p.T, p.B, p.H, p.device]
+        head = [p.impl, p.T, p.B, p.H, p.device] + ([p.dtype, p.variant.label] if has_configs else [])
         if rec.status == "skipped":
             continue
         if rec.status != "ok":
@@ -101,9 +103,10 @@ def sweep_table(results: ResultsFile) -> str:
         if has_instructions:
             row.append(f"{m.instructions:,}" if m.instructions is not None else "-")
         rows.append(row + ["ok"])
-    headers = ["impl", "T", "B", "H", "device", "fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak",
+    headers = ["impl", "T", "B", "H", "device"] + (["dtype", "config"] if has_configs else []) + [
+               "fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak",
                "saved", "peak mem", "max rel err", "load"] + (["instructions"] if has_instructions else []) + ["status"]
-    out = table(headers, rows, left=(0, 4, -1))
+    out = table(headers, rows, left=(0, 4, -1) + ((5, 6) if has_configs else ()))
     notes = []
     if no_halves:
         notes.append(f"fwd, saved, peak mem are '-' for {', '.join(no_halves)}: registered without forward/"
@@ -159,6 +162,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_sizes(p, "default: the grid's axis; I defaults to H")
     p.add_argument("--device", type=list_of(str), action="append", help="devices (default cpu,cuda)")
     p.add_argument("--dtype", type=list_of(str), action="append", help="dtypes (default float32)")
+    p.add_argument("--config", type=list_of(arg_type(Variant.from_label, "configuration")), action="append",
+                   metavar="LABEL[,LABEL...]",
+                   help="nn.LSTM configurations (default plain): 'plain' or parts joined by '+' of L=<layers>, bi, "
+                        "P=<proj_size>, len=padded-batch (variable lengths), e.g. L=2,bi,P=64,L=2+bi")
     p.add_argument("--quick", action="store_true", help="start from QUICK_GRID instead of BENCH_GRID")
     p.add_argument("--grid", choices=sorted(NAMED_GRIDS), help="start from this named grid instead of BENCH_GRID")
     p.add_argument("--out", help="results file (default lstm-bench-YYYYmmdd-HHMMSS.jsonl; never overwritten)")

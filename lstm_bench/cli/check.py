@@ -22,8 +22,9 @@ from ..contract import check_dtype
 from ..devices import check_device
 from ..registry import available_impls, get_impl, resolve_impls
 from ..support import Unsupported
+from ..testing import truth_of
 from ..timing import set_threads
-from ..tolerance import AgreementReport, check_against_reference, reference_of
+from ..tolerance import AgreementReport, check_against_reference
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, flatten, list_of,
                    positive_int)
 from .output import table
@@ -102,7 +103,7 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
                 reason = impl.unsupported(case)
                 if reason is None and truth is None and no_yardstick is None:
                     try:
-                        truth = reference_of(case.clone(), reference)
+                        truth = truth_of(spec, device, reference)
                     except Unsupported as why:  # e.g. a low-precision case the vendor cannot run
                         no_yardstick = str(why)
                 reason = reason or no_yardstick

@@ -27,7 +27,7 @@ def report(c: Comparison, base: str, new: str) -> str:
                         if c.under_load else ""))
     headers, rows = verdict_rows(c.verdicts, c.points, show_method=True)
     if rows:
-        lines.append(table(headers, rows, left=(0, 5, 6, -2, -1)))
+        lines.append(table(headers, rows, left=(0, 5, 6, -2, -1) + ((7,) if "config" in headers else ())))
     for key in c.missing:
         tag = ("  FAILED in NEW" if key in c.broken else
                "  MISSING in NEW" + (" (allowed)" if c.allow_missing else "") if key in c.missing_in_new else "")

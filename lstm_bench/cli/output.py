@@ -66,7 +66,9 @@ def human_duration(s: float | None) -> str:
 
 
 def point_label(point: Point) -> str:
-    return f"{point.impl} T={point.T} B={point.B} I={point.I} H={point.H} {point.device} {point.dtype}"
+    label = point.variant.label
+    return (f"{point.impl} T={point.T} B={point.B} I={point.I} H={point.H} {point.device} {point.dtype}"
+            + ("" if label == "plain" else f" {label}"))
 
 
 class ProgressBar(SweepObserver):
@@ -134,14 +136,16 @@ def spread_text(spread_base: float, spread_new: float) -> str:
 
 def verdict_rows(verdicts, points: dict, *, show_method: bool = False) -> tuple[list[str], list[list[Any]]]:
     """Headers and rows of a per-point verdict table (`compare`, `ab`)."""
-    headers = ["impl", "T", "B", "I", "H", "device", "dtype", "base", "new", "new/base", "95% CI", "p (Holm)",
-               "detectable", "spread", "verdict"]
+    has_configs = any(points[v.key].variant.label != "plain" for v in verdicts)
+    headers = ["impl", "T", "B", "I", "H", "device", "dtype"] + (["config"] if has_configs else []) + [
+               "base", "new", "new/base", "95% CI", "p (Holm)", "detectable", "spread", "verdict"]
     if show_method:
         headers.insert(-1, "test")
     rows = []
     for v in verdicts:
         p = points[v.key]
-        row = [p.impl, p.T, p.B, p.I, p.H, p.device, p.dtype, human_duration(v.base_median),
+        row = [p.impl, p.T, p.B, p.I, p.H, p.device, p.dtype] + ([p.variant.label] if has_configs else []) + [
+               human_duration(v.base_median),
                human_duration(v.new_median), f"{v.ratio:.3f}", f"[{v.ci_low:.3f}, {v.ci_high:.3f}]",
                f"{v.p_adjusted:.2g}", percent(v.detectable), spread_text(v.spread_base, v.spread_new),
                v.verdict + ("  REGRESSION" if v.regression else "")]
