@@ -95,7 +95,10 @@ def time_calls(call, device: str, number: int) -> float:
 
 
 def _load_user_impl(spec: str):
-    """Register the function `[NAME=]module:function` (or `path/file.py:function`) names; return its name."""
+    """Register the function `[NAME=]module:function` (or `path/file.py:function`) names; return its name.
+
+    The parsing repeats `registry.load_impl`'s because a BASE environment's lstm-bench
+    may be 0.1, which has no `load_impl`."""
     import lstm_bench
 
     name, sep, target = spec.partition("=")
