@@ -2,9 +2,10 @@
 
 A `Point` is one measurement: an implementation on one case size, device and dtype, in
 one of nn.LSTM's configurations (a `Variant`: layers, directions, projection, variable
-lengths; the plain single-layer LSTM by default). A `Grid` is the product of its axes. Points that cannot or should not run are not
-dropped: `skip_reason(point)` says why, from the explicit `EXCLUSIONS` table below
-(too slow to be worth running) or because the device or implementation is missing.
+lengths; the plain single-layer LSTM by default). A `Grid` is the product of its axes.
+Points that cannot or should not run are not dropped: `skip_reason(point)` says why,
+from the explicit `EXCLUSIONS` table below (too slow to be worth running) or because
+the device, the implementation or its support for the configuration is missing.
 """
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ class Point:
             raise ValueError(f"Point.dtype must be a dtype name such as 'float32', got {self.dtype!r}")
         # The canonical name ("float" -> "float32"), so that one point has one key.
         object.__setattr__(self, "dtype", str(check_dtype(self.dtype)).replace("torch.", ""))
-        self.variant, self.config  # check them (proj_size < H, a known length distribution)
+        _ = self.variant, self.config  # built once to validate: a known length distribution, proj_size < H
 
     @property
     def variant(self) -> Variant:
