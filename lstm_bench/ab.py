@@ -409,10 +409,13 @@ def _fail_side(run: PointRun, name: str, base: Side, error: str) -> None:
 def _setup(run: PointRun, workers: dict[str, WorkerProcess], base: Side, settings: ABSettings, threads: int,
            specs: dict[str, str], rng: random.Random, tracker: LoadTracker, *, first: bool) -> None:
     """Prepare `run`'s point in both workers (random order); the first time, choose its `number`."""
+    lengths = run.point.sequence_lengths()  # drawn here: a worker may run an lstm-bench without them
+    lengths = None if lengths is None else lengths.tolist()
     probe = LoadProbe.start()
     seconds = {}
     for name in rng.sample(list(workers), 2):
         reply = workers[name].request({"op": "setup", "id": run.point.key, "point": run.point.as_dict(),
+                                       "lengths": lengths,
                                        "spec": specs.get(run.point.impl), "seed": settings.seed,
                                        "threads": threads, "warmup": settings.warmup})
         if reply["ok"]:

@@ -13,8 +13,9 @@ has "ok" (and "error" when false). Anything the code under test prints goes to s
 stdout is moved to stderr at start and the protocol keeps a private copy of the pipe.
 
     {"op": "hello"}                           -> versions, pid, injected slowdown
-    {"op": "setup", "id": "k", "point": {impl, T, B, I, H, device, dtype},
-     "spec": "module:function" | null, "seed": 0, "threads": 2, "warmup": 1}
+    {"op": "setup", "id": "k", "point": {impl, T, B, I, H, device, dtype, num_layers, bidirectional,
+     proj_size, lengths}, "lengths": [L_b, ...] | null, "spec": "module:function" | null, "seed": 0,
+     "threads": 2, "warmup": 1}
                                               -> {"seconds": one timed call, "halves": bool}
     {"op": "time", "id": "k", "number": n}    -> {"seconds": mean seconds per call of n calls}
     {"op": "drop", "id": "k"}                 -> frees the point's case
@@ -155,8 +156,14 @@ class Worker:
         dtype = getattr(torch, p["dtype"], None)
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"unknown dtype {p['dtype']!r}")
+        # nn.LSTM's configuration only when the point has one: lstm-bench 0.1's make_case has no such
+        # arguments, so a plain point still runs there, and a configured one fails there by name.
+        config = {k: p[k] for k, plain in (("num_layers", 1), ("bidirectional", False), ("proj_size", 0))
+                  if p.get(k, plain) != plain}
+        if req.get("lengths") is not None:
+            config["lengths"] = torch.tensor(req["lengths"], dtype=torch.int64)
         case = lstm_bench.make_case(p["T"], p["B"], p["I"], p["H"], dtype=dtype, device=device,
-                                    seed=int(req.get("seed", 0)))
+                                    seed=int(req.get("seed", 0)), **config)
         try:
             forward, backward = impl.split()
             halves = True
@@ -168,7 +175,7 @@ class Worker:
 
             def call():
                 return fn(case)
-        if device.startswith("cuda"):
+        if device == "cuda":
             inner = call
 
             def call():

@@ -183,3 +183,50 @@ def test_worker_protocol_survives_output_of_the_code_under_test(tmp_path):
         worker.close()
     with pytest.raises(WorkerError, match="NEW worker"):
         worker.request({"op": "hello"})
+
+
+class _InProcessWorker:
+    """What `ab` sends a worker process, answered by a `Worker` in this process (JSON both ways)."""
+
+    def __init__(self) -> None:
+        from lstm_bench.ab_worker import Worker
+
+        self.worker = Worker()
+
+    def request(self, msg: dict) -> dict:
+        req = json.loads(json.dumps(msg))
+        try:
+            return {"ok": True, **getattr(self.worker, req["op"])(req)}
+        except Exception as err:
+            return {"ok": False, "error": f"{type(err).__name__}: {err}"}
+
+
+def test_both_sides_time_the_points_configuration_not_a_plain_lstm(tmp_path, monkeypatch, forget_loaded_kernels):
+    import random
+
+    from lstm_bench import ab
+    from lstm_bench.load import LoadTracker
+
+    seen = tmp_path / "seen.jsonl"
+    (tmp_path / "seekernel.py").write_text(textwrap.dedent(f"""
+        import json
+
+        def kernel(case):
+            lengths = None if case.lengths is None else case.lengths.tolist()
+            with open({str(seen)!r}, "a") as f:
+                f.write(json.dumps([case.config.num_layers, case.config.bidirectional, case.config.proj_size,
+                                    lengths]) + "\\n")
+        kernel.devices = ("cpu",)
+        """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = Point("seekernel", 5, 3, 4, 6, "cpu", "float32", num_layers=2, bidirectional=True, proj_size=2,
+                  lengths="padded-batch")
+    run_ = ab.PointRun(point)
+    workers = {"BASE": _InProcessWorker(), "NEW": _InProcessWorker()}
+    ab._setup(run_, workers, Side("BASE", sys.executable), ab.ABSettings(), 1, {"seekernel": "seekernel:kernel"},
+              random.Random(0), LoadTracker(1), first=True)
+    assert run_.ok, (run_.base_error, run_.new_error)
+    calls = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert len(calls) >= 4  # warm-up and one timed call, on each side
+    assert all(c == [2, True, 2, point.sequence_lengths().tolist()] for c in calls), calls
