@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from .contract import Case, LSTMConfig, check_dtype, check_lengths, make_case
+from .support import dtype_name
 from .values import check_positive_int
 
 DEPTHS = ("quick", "default", "nightly")
@@ -63,7 +64,7 @@ class CaseSpec:
     def __post_init__(self) -> None:
         for name in ("T", "B", "I", "H"):
             check_positive_int(name, getattr(self, name))
-        object.__setattr__(self, "dtype", str(check_dtype(self.dtype)).replace("torch.", ""))
+        object.__setattr__(self, "dtype", dtype_name(check_dtype(self.dtype)))
         if not math.isfinite(self.weight_scale):
             raise ValueError(f"weight_scale must be finite, got {self.weight_scale!r}")
         if self.forget_bias is not None and not math.isfinite(self.forget_bias):

@@ -22,7 +22,7 @@ from .flops import lstm_flops
 from .impls import BUILTIN
 from .lengths import DISTRIBUTIONS, draw_lengths
 from .registry import all_impls, get_impl
-from .support import needed_features
+from .support import dtype_name, needed_features
 from .values import check_int, check_positive_int, from_env, parse_number
 
 
@@ -103,7 +103,7 @@ class Point:
         if not isinstance(self.dtype, str):
             raise ValueError(f"Point.dtype must be a dtype name such as 'float32', got {self.dtype!r}")
         # The canonical name ("float" -> "float32"), so that one point has one key.
-        object.__setattr__(self, "dtype", str(check_dtype(self.dtype)).replace("torch.", ""))
+        object.__setattr__(self, "dtype", dtype_name(check_dtype(self.dtype)))
         _ = self.variant, self.config  # built once to validate: a known length distribution, proj_size < H
 
     @property

@@ -42,6 +42,7 @@ import torch
 from .contract import check_dtype
 from .devices import check_device
 from .machine import cache_dir, cpu_name, gpu_name
+from .support import dtype_name
 from .timing import set_threads, time_fn
 
 PEAK_VERSION = 2  # 1: torch.mm only (lstm-bench 0.1); 2: best of the libraries, capability checked
@@ -138,7 +139,7 @@ def measure_peak(device: str = "cpu", dtype: str = "float32", *, shapes: Sequenc
     far predicts that one call of it would take more than 1/(4 (repeats + 1)) of the budget."""
     dev = check_device(device)
     tdtype = check_dtype(dtype)
-    dtype = str(tdtype).replace("torch.", "")
+    dtype = dtype_name(tdtype)
     reason = no_peak_reason(dev.type, dtype)
     if reason:
         return Peak(dev.type, dtype, None, reason=reason)
@@ -198,7 +199,7 @@ def matmul_peak(device: str = "cpu", dtype: str = "float32", *, threads: int | N
     from .load import LoadProbe
 
     threads = set_threads(threads)
-    dtype = str(check_dtype(dtype)).replace("torch.", "")
+    dtype = dtype_name(check_dtype(dtype))
     key = peak_key(device, dtype, threads)
     path = cache_dir() / "matmul_peak.json"
     cache = _read_cache(path)
@@ -243,11 +244,16 @@ def grid_shapes(points: Iterable) -> dict[tuple[str, str], list[tuple[int, int, 
     return {k: [v] for k, v in out.items()}
 
 
+def header_key(device: str, dtype: str) -> str:
+    """How a peak is named in `peak_details` and a results file's header: "cpu/float32"."""
+    return f"{device}/{dtype}"
+
+
 def peak_details(pairs, threads: int | None = None, *, points: Iterable = ()) -> dict[str, Peak]:
     """{"device/dtype": matmul_peak(device, dtype)} for each (device, dtype) in `pairs`; `points` adds
     their largest input-projection GEMM to the shapes tried."""
     shapes = grid_shapes(points)
-    return {f"{d}/{t}": matmul_peak(d, t, threads=threads, shapes=shapes.get((d, t), ()))
+    return {header_key(d, t): matmul_peak(d, t, threads=threads, shapes=shapes.get((d, t), ()))
             for d, t in sorted(set(pairs))}
 
 

@@ -178,6 +178,11 @@ def _time_series(x: str, impls: list[str], styles: dict):
     return series
 
 
+def _case_of(row: dict) -> tuple:
+    """What a row's time is divided by the baseline's at: everything of its point but the implementation."""
+    return tuple(row[k] for k in ("T", "B", "I", "H", "device", "dtype", "config"))
+
+
 def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | None = None) -> list[Path]:
     """Write the PNGs for `results` into `out_dir` (created); returns their paths.
 
@@ -241,21 +246,17 @@ def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | N
             written.append(p)
         plt.close("all")
 
-    base = {(r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"], r["config"]): r["median"]
-            for r in rows if r["impl"] == BASELINE}
+    base = {_case_of(r): r["median"] for r in rows if r["impl"] == BASELINE}
     if not base and notes is not None:
         notes.append(f"ratio_to_{BASELINE}.png not drawn: no {BASELINE} points in the results")
     if base:
         def ratio_series(sub: list[dict]):
             out = []
             for name in impls:
-                pts = sorted((r for r in sub if r["impl"] == name
-                              and (r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"], r["config"]) in base),
-                             key=lambda r: r["T"])
+                pts = sorted((r for r in sub if r["impl"] == name and _case_of(r) in base), key=lambda r: r["T"])
                 if not pts:
                     continue
-                ys = [r["median"] / base[(r["T"], r["B"], r["I"], r["H"], r["device"], r["dtype"], r["config"])]
-                      for r in pts]
+                ys = [r["median"] / base[_case_of(r)] for r in pts]
                 style = {**styles[name], "linewidth": 2.5 if name == BASELINE else 1.5}
                 out.append((name, [r["T"] for r in pts], ys, style))
             return out

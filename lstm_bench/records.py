@@ -165,8 +165,6 @@ class PointRecord:
         for name in ("point", "status"):
             if name not in rec:
                 raise ValueError(f"point record is missing {name!r}")
-        if rec["status"] not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {rec['status']!r}")
         if not isinstance(rec["point"], dict):
             raise ValueError(f"'point' must be an object, got {rec['point']!r}")
         try:

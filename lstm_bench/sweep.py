@@ -24,7 +24,7 @@ from typing import Sequence
 from .grid import Grid, Point, skip_reason
 from .machine import environment
 from .measure import check_possible, measure_point
-from .peak import Peak, matmul_peak, peak_details
+from .peak import Peak, header_key, matmul_peak, peak_details
 from .records import PointRecord
 from .results import ResultsError, ResultsFile, Writer, load, make_header
 from .timing import set_threads
@@ -211,7 +211,7 @@ def run_sweep(grid: Grid, out: str | Path, *, settings: SweepSettings = SweepSet
 
 
 def _gflops(details: dict[str, Peak], point: Point) -> float | None:
-    peak = details.get(f"{point.device}/{point.dtype}")
+    peak = details.get(header_key(point.device, point.dtype))
     return peak.gflops if peak is not None else None
 
 
@@ -234,7 +234,7 @@ def _measure(point: Point, reason: str | None, threads: int, settings: SweepSett
         return PointRecord(point, "failed", error=f"{type(err).__name__}: {err}".strip())
     details = details if details is not None else {}
     if check_possible(point, m, _gflops(details, point)):
-        key = f"{point.device}/{point.dtype}"
+        key = header_key(point.device, point.dtype)
         details[key] = matmul_peak(point.device, point.dtype, threads=threads, refresh=True)
         impossible = check_possible(point, m, details[key].gflops)
         if impossible:

@@ -24,7 +24,7 @@ import torch
 from .cases import CaseSpec, catalogue
 from .contract import Case, Result
 from .registry import Impl, get_impl
-from .support import Support, Unsupported
+from .support import Support, Unsupported, dtype_name
 from .tolerance import AgreementReport, Reference, check_against_reference, compare_tensors, reference_of
 
 CaseLike = Case | CaseSpec
@@ -169,7 +169,7 @@ def assert_batch_independent(impl: Any, case: Case) -> None:
                 else sum(s[k] for s in singles) for k in batched}  # weight gradients add up over the batch
     eps = torch.finfo(case.dtype).eps
     report = AgreementReport([compare_tensors(k, batched[k], expected[k], eps=eps) for k in batched],
-                             dtype=str(case.dtype).replace("torch.", ""),
+                             dtype=dtype_name(case.dtype),
                              title=f"{impl.name}: one batch of {B} vs {B} single sequences")
     assert report.passed, str(report)
 

@@ -62,6 +62,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .contract import Case, Result
+from .support import dtype_name
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 VENDOR = "nn_lstm"  # the yardstick of low-precision results: nn.LSTM as torch runs it
@@ -206,7 +207,7 @@ def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = 
     eps = torch.finfo(dtype).eps
     sens = sensitivity or {}
     rows = [compare_tensors(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0)) for k in b]
-    return AgreementReport(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
+    return AgreementReport(rows, dtype=dtype_name(dtype), title=title, backend=result.backend or "")
 
 
 def vendor_relative(result: Result, vendor: Result, truth: Result, *, dtype: torch.dtype, eps: float | None = None,
@@ -229,7 +230,7 @@ def vendor_relative(result: Result, vendor: Result, truth: Result, *, dtype: tor
         worst = err / bound
         rows.append(Row(k, diff.mean().item(), diff.max().item(), err, worst, worst <= 1.0,
                         f"vendor {err_vendor:.1e}"))
-    return AgreementReport(rows, dtype=str(dtype).replace("torch.", ""), title=title, backend=result.backend or "")
+    return AgreementReport(rows, dtype=dtype_name(dtype), title=title, backend=result.backend or "")
 
 
 def describe(case: Case) -> str:

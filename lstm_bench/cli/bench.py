@@ -14,6 +14,7 @@ from typing import Any
 
 from ..devices import available_devices
 from ..grid import BENCH_GRID, NAMED_GRIDS, PLAIN, QUICK_GRID, Grid, Variant
+from ..peak import header_key
 from ..records import PointRecord
 from ..registry import resolve_impls
 from ..results import ResultsFile, load
@@ -83,7 +84,7 @@ def sweep_table(results: ResultsFile) -> str:
         m = rec.measurement
         if not m.has_halves and p.impl not in no_halves:
             no_halves.append(p.impl)
-        peak = m.peak_gflops or peaks.get(f"{p.device}/{p.dtype}")
+        peak = m.peak_gflops or peaks.get(header_key(p.device, p.dtype))
         pct = "-"
         if peak:
             if rec.gflops <= peak:

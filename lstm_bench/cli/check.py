@@ -21,7 +21,7 @@ from ..cases import DEPTHS, STRESS, CaseSpec, catalogue
 from ..contract import check_dtype
 from ..devices import check_device
 from ..registry import available_impls, get_impl, resolve_impls
-from ..support import Unsupported
+from ..support import Unsupported, dtype_name
 from ..testing import truth_of
 from ..timing import set_threads
 from ..tolerance import AgreementReport, check_against_reference
@@ -59,7 +59,7 @@ def specs_from_args(args: argparse.Namespace) -> list[CaseSpec]:
         stress["weight_scale"] = args.weight_scale
     if args.forget_bias is not None:
         stress["forget_bias"] = args.forget_bias
-    dtypes = [str(check_dtype(d)).replace("torch.", "") for d in (flatten(args.dtype) or [])]
+    dtypes = [dtype_name(check_dtype(d)) for d in (flatten(args.dtype) or [])]
     given = {k: flatten(getattr(args, k)) for k in "TBIH"}
     config = {"num_layers": args.layers, "bidirectional": args.bidirectional, "proj_size": args.proj,
               "batch_first": args.batch_first, "lengths": args.lengths}

@@ -9,6 +9,7 @@ from ..contract import check_dtype
 from ..devices import check_device
 from ..machine import environment
 from ..peak import peaks
+from ..support import dtype_name
 from ..timing import set_threads
 from .args import EXIT_OK, add_threads
 from .output import table
@@ -35,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_device(args.device)
-    dtype = str(check_dtype(args.dtype)).replace("torch.", "")
+    dtype = dtype_name(check_dtype(args.dtype))
     threads = set_threads(args.threads)
     env = environment(threads=threads)
     if not args.no_peak:

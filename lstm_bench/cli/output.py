@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..grid import Point
+from ..grid import PLAIN, Point
 from ..records import PointRecord
 from ..sweep import SweepObserver, SweepPlan
 
@@ -66,9 +66,8 @@ def human_duration(s: float | None) -> str:
 
 
 def point_label(point: Point) -> str:
-    label = point.variant.label
     return (f"{point.impl} T={point.T} B={point.B} I={point.I} H={point.H} {point.device} {point.dtype}"
-            + ("" if label == "plain" else f" {label}"))
+            + ("" if point.variant == PLAIN else f" {point.variant.label}"))
 
 
 class ProgressBar(SweepObserver):
@@ -136,7 +135,7 @@ def spread_text(spread_base: float, spread_new: float) -> str:
 
 def verdict_rows(verdicts, points: dict, *, show_method: bool = False) -> tuple[list[str], list[list[Any]]]:
     """Headers and rows of a per-point verdict table (`compare`, `ab`)."""
-    has_configs = any(points[v.key].variant.label != "plain" for v in verdicts)
+    has_configs = any(points[v.key].variant != PLAIN for v in verdicts)
     headers = ["impl", "T", "B", "I", "H", "device", "dtype"] + (["config"] if has_configs else []) + [
                "base", "new", "new/base", "95% CI", "p (Holm)", "detectable", "spread", "verdict"]
     if show_method:
