@@ -23,11 +23,12 @@ They take float32 (and bfloat16) only, so float64 always stays on torch's BLAS.
 from __future__ import annotations
 
 import statistics
-import time
 import weakref
 from collections import OrderedDict
 
 import torch
+
+from .. import timing  # as a module: the project's one timing loop
 
 PACK_CACHE_SIZE = 16
 
@@ -114,16 +115,6 @@ def linear_add(x: torch.Tensor, other: torch.Tensor, wp: torch.Tensor) -> torch.
     return torch.ops.mkldnn._linear_pointwise.binary(x, other, wp, None, "add")
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def figures(shapes: list[tuple[int, int, int]], *, repeats: int = 7) -> list[dict]:
     """GFLOP/s of float32 x (M, K) @ W^T (K -> N) through torch.mm (MKL), torch.addmm, and oneDNN
     (packed weight), timed interleaved on this CPU, one row per (M, K, N)."""
@@ -142,7 +133,7 @@ def figures(shapes: list[tuple[int, int, int]], *, repeats: int = 7) -> list[dic
             f()
         for _ in range(repeats):
             for k, f in fns.items():
-                times[k].append(_median_seconds(f, 1))
+                times[k] += timing.time_fn(f, device="cpu", repeats=1, warmup=0)
         flop = 2 * M * K * N
         row = {"M": M, "K": K, "N": N}
         for k in fns:

@@ -90,8 +90,8 @@ def layer_forward(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w: LayerW
     r[0], c[0] = h0, c0
     if loop == FUSED_LOOP:
         lib = fused.library()
-        lib.fn[("fwd_loop", x.dtype)](T, B, H, _ptr(gates), _ptr(r), _ptr(c), _ptr(w.weight_hh.contiguous()),
-                                      lib.gemm[x.dtype])
+        w_hh = w.weight_hh.contiguous()  # held in a name: the C call reads it through a raw pointer
+        lib.fn[("fwd_loop", x.dtype)](T, B, H, _ptr(gates), _ptr(r), _ptr(c), _ptr(w_hh), lib.gemm[x.dtype])
     elif loop == FUSED_CELL:
         cell = fused.library().fn[("fwd_cell", x.dtype)]
         wp = gemm.packed(w.weight_hh, B)
@@ -154,8 +154,9 @@ def layer_backward(cache: Cache, d_out: torch.Tensor, d_h_n: torch.Tensor, d_c_n
         lib = fused.library()
         d_r = d_out[T - 1] + d_h_n  # becomes dL/dr_0
         d_c = d_c_n.clone(memory_format=torch.contiguous_format)  # becomes dL/dc_0
-        lib.fn[("bwd_loop", x.dtype)](T, B, H, _ptr(dz), _ptr(c), _ptr(w.weight_hh.contiguous()), _ptr(d_out),
-                                      _ptr(d_r), _ptr(d_c), _ptr(d_rs), _ptr(d_cs), lib.gemm[x.dtype])
+        w_hh = w.weight_hh.contiguous()  # held in a name: the C call reads it through a raw pointer
+        lib.fn[("bwd_loop", x.dtype)](T, B, H, _ptr(dz), _ptr(c), _ptr(w_hh), _ptr(d_out), _ptr(d_r), _ptr(d_c),
+                                      _ptr(d_rs), _ptr(d_cs), lib.gemm[x.dtype])
     elif cache.loop == FUSED_CELL:
         cell = fused.library().fn[("bwd_cell", x.dtype)]
         wp = gemm.packed(w.weight_hh, B, transpose=True)  # dz @ weight_hh = linear(dz, weight_hh^T)
@@ -164,9 +165,10 @@ def layer_backward(cache: Cache, d_out: torch.Tensor, d_h_n: torch.Tensor, d_c_n
         dzs, outs = dz.unbind(0), d_out.unbind(0)
         d_r = outs[T - 1] + d_h_n
         d_c = d_c_n.clone(memory_format=torch.contiguous_format)
+        prs, pcs, pdc = _ptr(d_rs), _ptr(d_cs), _ptr(d_c)  # d_c is updated in place by the cell
         for t in reversed(range(T)):
-            cell(B, H, pz + t * sz, pc + t * sh, pc + (t + 1) * sh, _ptr(d_r), _ptr(d_c),
-                 _ptr(d_rs) + t * sh if d_rs is not None else None, _ptr(d_cs) + t * sh if d_cs is not None else None)
+            cell(B, H, pz + t * sz, pc + t * sh, pc + (t + 1) * sh, _ptr(d_r), pdc,
+                 prs + t * sh if prs is not None else None, pcs + t * sh if pcs is not None else None)
             # d_r of step t-1: its upstream d_output plus the recurrent path dz_t @ W_hh.
             d_r = gemm.linear_add(dzs[t], outs[t - 1], wp) if t > 0 else gemm.linear(dzs[0], wp)
     else:
