@@ -83,10 +83,6 @@ class CaseSpec:
         return None if self.lengths is None else torch.tensor(self.lengths, dtype=torch.int64)
 
     @property
-    def sizes(self) -> dict[str, int]:
-        return {"T": self.T, "B": self.B, "I": self.I, "H": self.H}
-
-    @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
 

@@ -144,18 +144,20 @@ class AgreementReport:
 
 
 def sensitivity(case: Case, reference: str = "autograd", *, eps: float | None = None,
-                perturbations: int = PERTURBATIONS, seed: int = 0) -> dict[str, float]:
+                perturbations: int = PERTURBATIONS, seed: int = 0,
+                base: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Per tensor, max |b' - b| where b is `reference` run on the case in float64 and b'
     the same on the case with every tensor scaled elementwise by (1 + eps * U(-1, 1)).
 
-    `eps` defaults to the case dtype's machine epsilon.
+    `eps` defaults to the case dtype's machine epsilon; `base` is b, when already computed
+    (`Result.tensors()` of that float64 run).
     """
     from .registry import get_impl  # the registry imports the implementations, which import the contract
 
     eps = torch.finfo(case.dtype).eps if eps is None else eps
     impl = get_impl(reference)
     case64 = case.to(dtype=torch.float64)
-    base = impl(case64).tensors()
+    base = impl(case64).tensors() if base is None else base
     gen = torch.Generator().manual_seed(seed)
     sens = {k: 0.0 for k in base}
     for _ in range(perturbations):
@@ -238,7 +240,7 @@ def describe(case: Case) -> str:
     T, B, I, H = case.sizes
     lengths = "" if case.lengths is None else f" lengths={case.lengths.tolist()}"
     label = f" {case.config.label}" if case.config.label else ""
-    return f"T={T} B={B} I={I} H={H}{label} {str(case.dtype).replace('torch.', '')} {case.device}{lengths}"
+    return f"T={T} B={B} I={I} H={H}{label} {dtype_name(case.dtype)} {case.device}{lengths}"
 
 
 @dataclass
@@ -263,7 +265,7 @@ def reference_of(case: Case, reference: str = "autograd") -> Reference:
                           f"{LOWP_MIN_HIDDEN} up (a tensor of fewer elements has a noisy max error); H = {case.sizes[3]}")
     truth = get_impl(reference)(case.to(dtype=torch.float64))
     if case.dtype not in LOW_PRECISION:
-        return Reference(truth, sensitivity(case, reference))
+        return Reference(truth, sensitivity(case, reference, base=truth.tensors()))
     try:
         vendor = get_impl(VENDOR)(case.clone())
     except Exception as err:
