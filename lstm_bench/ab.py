@@ -40,14 +40,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from .grid import EXCLUSIONS, Point
+from .grid import Point, device_missing, excluded
 from .load import Load, LoadProbe, LoadTracker, summarise
 from .stats import PointComparison, compare_pairs, min_p_signed_rank
 
 WORKER = Path(__file__).resolve().parent / "ab_worker.py"
-SIDES = ("BASE", "NEW")
 DEFAULT_PAIRS = 30
 DEFAULT_PROCESSES = 10
 DEFAULT_MIN_TIME = 0.05  # seconds a repeat lasts at least
@@ -298,16 +297,7 @@ class ABObserver:
 def exclusion(point: Point) -> str | None:
     """Why `point` is not run here: a missing device or a row of the grid's EXCLUSIONS (not the registry:
     an implementation only has to exist in the workers' environments)."""
-    if point.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            return "device cuda not available here: torch.cuda.is_available() is False"
-    for rule in EXCLUSIONS:
-        reason = rule.reason(point)
-        if reason is not None:
-            return reason
-    return None
+    return device_missing(point) or excluded(point)
 
 
 def _hello(worker: WorkerProcess) -> dict:
@@ -472,13 +462,5 @@ def parse_env(items: Sequence[str] | None, flag: str) -> tuple[tuple[str, str], 
     return tuple(out)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` to a new file (never overwriting one: O_EXCL)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, allow_nan=False)
-        f.write("\n")
-
-
 __all__ = ["ABObserver", "ABResult", "ABSettings", "PointRun", "Side", "WorkerError", "WorkerProcess", "run_ab",
-           "exclusion", "underpowered", "parse_env", "write_json", "WORKER", "DEFAULT_PAIRS"]
+           "exclusion", "underpowered", "parse_env", "WORKER", "DEFAULT_PAIRS"]

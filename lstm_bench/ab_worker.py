@@ -132,6 +132,7 @@ class Worker:
     def __init__(self) -> None:
         self.points: dict[str, tuple] = {}
         self.fraction = _injected()
+        self.loaded: dict[str, str] = {}  # spec -> registered name: a user's file is run once, not per point
 
     def hello(self, req: dict) -> dict:
         import torch
@@ -150,7 +151,10 @@ class Worker:
 
         p = req["point"]
         torch.set_num_threads(int(req["threads"]))
-        name = _load_user_impl(req["spec"]) if req.get("spec") else p["impl"]
+        spec = req.get("spec")
+        if spec and spec not in self.loaded:
+            self.loaded[spec] = _load_user_impl(spec)
+        name = self.loaded[spec] if spec else p["impl"]
         impl = lstm_bench.get_impl(name)
         device = p["device"]
         dtype = getattr(torch, p["dtype"], None)

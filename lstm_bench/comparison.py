@@ -64,12 +64,6 @@ def load_side(spec: str) -> list[ResultsFile]:
     return runs
 
 
-def pooled_samples(runs: list[ResultsFile], metric: str) -> tuple[dict[str, list[float]], dict[str, Point]]:
-    """Per point key, the `metric` repeats of every run's ok record concatenated; and the points."""
-    per_run, points = run_samples(runs, metric)
-    return {k: [x for r in v for x in r] for k, v in per_run.items()}, points
-
-
 def run_samples(runs: list[ResultsFile], metric: str) -> tuple[dict[str, list[list[float]]], dict[str, Point]]:
     """Per point key, the `metric` repeats of each run's ok record (one list per run); and the points."""
     samples: dict[str, list[list[float]]] = {}

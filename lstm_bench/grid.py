@@ -311,22 +311,35 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
 )
 
 
-def skip_reason(point: Point) -> str | None:
-    """Why `point` is not run here, or None when it runs."""
-    if point.impl not in all_impls():
-        return f"impl {point.impl!r} is not registered (known: {sorted(all_impls())})"
+def device_missing(point: Point) -> str | None:
+    """Why `point`'s device is not on this machine, or None."""
     if point.device == "cuda" and not torch.cuda.is_available():
         return "device cuda not available here: torch.cuda.is_available() is False"
-    declared = get_impl(point.impl).support.reason(device=point.device, dtype=point.dtype,
-                                                   sizes={"T": point.T, "B": point.B, "I": point.I, "H": point.H},
-                                                   features=point.features)
-    if declared is not None:
-        return f"impl {point.impl!r} {declared}"
+    return None
+
+
+def excluded(point: Point) -> str | None:
+    """The reason of the first row of `EXCLUSIONS` that matches `point`, or None."""
     for rule in EXCLUSIONS:
         reason = rule.reason(point)
         if reason is not None:
             return reason
     return None
+
+
+def skip_reason(point: Point) -> str | None:
+    """Why `point` is not run here, or None when it runs."""
+    if point.impl not in all_impls():
+        return f"impl {point.impl!r} is not registered (known: {sorted(all_impls())})"
+    missing = device_missing(point)
+    if missing is not None:
+        return missing
+    declared = get_impl(point.impl).support.reason(device=point.device, dtype=point.dtype,
+                                                   sizes={"T": point.T, "B": point.B, "I": point.I, "H": point.H},
+                                                   features=point.features)
+    if declared is not None:
+        return f"impl {point.impl!r} {declared}"
+    return excluded(point)
 
 
 def grid_from_env(variable: str, default: str) -> Grid:

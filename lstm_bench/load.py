@@ -162,7 +162,7 @@ class LoadTracker:
     def result(self) -> Load:
         first = self.loads[0] if self.loads else None
         last = self.loads[-1] if self.loads else None
-        steal = max(0.0, min(1.0, self.steal / self.total)) if self.total > 0 else None
+        steal = steal_fraction((0, 0), (self.total, self.steal))  # the intervals' sums, as one reading
         return Load(first, last, steal, self.threads, os.cpu_count() or 1, max(self.loads) if self.loads else None)
 
 

@@ -13,7 +13,6 @@ matplotlib is optional (`pip install "lstm-bench[plot]"`) and imported only here
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
 from typing import Any, Callable
 

@@ -66,7 +66,6 @@ EXACT_MAX = 50
 NOISY_SPREAD = 0.10  # IQR / median above which a point's repeats are called noisy
 POWER = 0.80  # of the `detectable` figure
 TARGET = 0.05  # the slowdown `more_for_target` aims to make detectable
-METHODS = ("pairs", "runs", "repeats")
 
 
 def quartiles(samples) -> tuple[float, float, float]:

@@ -2,12 +2,14 @@
 
 `finite(obj)` is a copy that strict JSON can hold: non-finite floats become the strings
 "nan", "inf", "-inf"; tensors and tuples become lists; dicts and lists are cleaned
-recursively. `dumps(obj)` is `json.dumps(finite(obj), allow_nan=False)`.
+recursively. `dumps(obj)` is `json.dumps(finite(obj), allow_nan=False)`. `write_new(path,
+obj)` writes a file that must not exist yet (a report of `compare` or `ab`: never overwritten).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 
@@ -27,3 +29,11 @@ def finite(obj: Any) -> Any:
 def dumps(obj: Any, **kwargs: Any) -> str:
     """`json.dumps` of `finite(obj)`, refusing anything non-finite that slipped through."""
     return json.dumps(finite(obj), allow_nan=False, **kwargs)
+
+
+def write_new(path: str | os.PathLike, obj: Any) -> None:
+    """Write `obj` as indented JSON to a new file; FileExistsError if `path` exists (O_EXCL)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, allow_nan=False)
+        f.write("\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_bench import get_impl, make_case, register_impl, unregister_impl
+from lstm_bench import make_case, register_impl, unregister_impl
 from lstm_bench.impls import vectorised
 from lstm_bench.tolerance import check_against_reference
 

@@ -6,9 +6,6 @@ backend saying so, the cached oneDNN weights never go stale, and layers with a p
 or variable lengths take the torch-ops loop, in a stack whose plain layers keep their route."""
 from __future__ import annotations
 
-import dataclasses
-import os
-
 import pytest
 import torch
 

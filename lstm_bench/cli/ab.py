@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 
-from .. import ab
+from .. import ab, strict_json
 from ..grid import NAMED_GRIDS, Grid
 from ..stats import NOISY_SPREAD
 from ..values import parse_number
@@ -183,6 +183,6 @@ def run(args: argparse.Namespace) -> int:
         warn(why)
     print(report(result))
     if args.json:
-        ab.write_json(args.json, result.to_json())
+        strict_json.write_new(args.json, result.to_json())
     sys.stdout.flush()
     return EXIT_FAIL if result.failed else EXIT_OK

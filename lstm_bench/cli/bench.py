@@ -18,7 +18,7 @@ from ..peak import header_key
 from ..records import PointRecord
 from ..registry import resolve_impls
 from ..results import ResultsFile, load
-from ..stats import NOISY_SPREAD, quartiles, relative_iqr
+from ..stats import NOISY_SPREAD, is_noisy, quartiles
 from ..sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, arg_type,
                    flatten, list_of, non_negative_int, positive_int)
@@ -93,11 +93,11 @@ def sweep_table(results: ResultsFile) -> str:
                 above += 1
         err = m.max_rel_error
         spread = f"±{100 * _spread(m.forward_backward_s):.0f}%"
-        is_noisy = relative_iqr(m.forward_backward_s) > NOISY_SPREAD
-        noisy += is_noisy
+        noisy_point = is_noisy(m.forward_backward_s)
+        noisy += noisy_point
         load = m.load.load_max if m.load is not None else None
         loaded += bool(m.load is not None and m.load.under_load)
-        row = head + [f"{human_duration(m.forward_backward_median_s)} {spread}" + (" NOISY" if is_noisy else ""),
+        row = head + [f"{human_duration(m.forward_backward_median_s)} {spread}" + (" NOISY" if noisy_point else ""),
                       human_duration(m.forward_median_s), f"{rec.gflops:.1f}", pct,
                       human_bytes(m.saved_bytes), human_bytes(m.peak_bytes),
                       f"{err:.1e}" if err is not None else "-", f"{load:.1f}" if load is not None else "-"]

@@ -7,9 +7,9 @@ that NEW lacks (unless --allow-missing); 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
+from .. import strict_json
 from ..comparison import Comparison, compare_runs, load_side
 from ..stats import NOISY_SPREAD
 from .args import EXIT_FAIL, EXIT_OK, UsageError, fraction, probability, warn
@@ -89,7 +89,5 @@ def run(args: argparse.Namespace) -> int:
         warn(c.underpowered)
     print(report(c, args.base, args.new))
     if args.json:
-        fd = os.open(args.json, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump([v.to_dict() for v in c.verdicts], f, indent=1, allow_nan=False)
+        strict_json.write_new(args.json, [v.to_dict() for v in c.verdicts])
     return EXIT_FAIL if c.failed else EXIT_OK

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..cases import DEPTHS
+from ..devices import KNOWN_DEVICES
 from .args import list_of, positive_int
 
 
@@ -22,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="quick, default, or nightly (more and longer cases, 300 random ones)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
     p.add_argument("--examples", type=positive_int, help="random cases per kernel and device")
-    p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="devices (default: every one)")
+    p.add_argument("--device", action="append", choices=KNOWN_DEVICES, help="devices (default: every one)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch's CPU threads (default 1)")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST ARGS", help="passed on to pytest")
     p.set_defaults(func=run)

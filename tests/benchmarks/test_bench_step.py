@@ -7,8 +7,6 @@ are grouped by case, so the implementations of one case are compared side by sid
 """
 from __future__ import annotations
 
-import pytest
-
 from lstm_bench.contract import check_result
 from lstm_bench.grid import PLAIN, Point
 from lstm_bench.memory import peak_bytes, saved_bytes
