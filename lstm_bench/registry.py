@@ -170,12 +170,26 @@ def _import_module(module: str, spec: str) -> Any:
         raise ValueError(f"{spec}: importing {module!r} failed: {type(err).__name__}: {err}") from None
 
 
+DECLARATIONS = ("devices", "dtypes", "features", "max_sizes", "deterministic", "why_nondeterministic")
+
+
+def declared_by(fn: Callable) -> tuple[dict[str, Any], Callable | None, Callable | None]:
+    """What attributes on a kernel function declare: those of `DECLARATIONS` it has (as keyword
+    arguments of `register_impl` / `Support.declare`), and its forward and backward halves
+    (both callable, else both None)."""
+    declared = {k: getattr(fn, k) for k in DECLARATIONS if hasattr(fn, k)}
+    forward, backward = getattr(fn, "forward", None), getattr(fn, "backward", None)
+    if not (callable(forward) and callable(backward)):
+        forward = backward = None
+    return declared, forward, backward
+
+
 def load_impl(spec: str) -> Impl:
     """Import and register the function `[NAME=]module:function` (or `[NAME=]path/file.py:function`) names.
 
     The function follows the contract `case -> Result`. Optional attributes on it
-    declare what `register_impl` takes: `devices`, `dtypes`, `max_sizes`,
-    `deterministic`, `why_nondeterministic`, and `forward` and `backward` (the two
+    declare what `register_impl` takes (`declared_by`): `devices`, `dtypes`, `features`,
+    `max_sizes`, `deterministic`, `why_nondeterministic`, and `forward` and `backward` (the two
     halves, so that the forward is timed alone and its saved activations measured). It
     is registered as NAME, by default the function's name; loading the same function
     again returns the same Impl. ValueError, naming what was wrong, otherwise.
@@ -200,14 +214,11 @@ def load_impl(spec: str) -> Impl:
             return existing
         raise ValueError(f"{spec}: the name {name!r} is taken by another implementation; "
                          f"name yours NAME={target}")
-    forward, backward = getattr(obj, "forward", None), getattr(obj, "backward", None)
-    if not (callable(forward) and callable(backward)):
-        forward = backward = None
-    declared = {k: getattr(obj, k) for k in ("dtypes", "features", "max_sizes", "deterministic",
-                                             "why_nondeterministic") if hasattr(obj, k)}
+    declared, forward, backward = declared_by(obj)
+    devices = declared.pop("devices", KNOWN_DEVICES)
     try:
-        return register_impl(name, obj, getattr(obj, "devices", KNOWN_DEVICES), forward=forward,
-                             backward=backward, description=target, **declared)
+        return register_impl(name, obj, devices, forward=forward, backward=backward, description=target,
+                             **declared)
     except ValueError as err:
         raise ValueError(f"{spec}: {err}") from None
 

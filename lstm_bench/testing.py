@@ -23,7 +23,7 @@ import torch
 
 from .cases import CaseSpec, catalogue
 from .contract import Case, Result
-from .registry import Impl, get_impl
+from .registry import Impl, declared_by, get_impl
 from .support import Support, Unsupported, dtype_name
 from .tolerance import AgreementReport, Reference, check_against_reference, compare_tensors, reference_of
 
@@ -39,10 +39,7 @@ def as_impl(impl: str | Impl | Callable[[Case], Result]) -> Impl:
     if not callable(impl):
         raise ValueError(f"impl must be a registered name, an Impl or a function case -> Result, got {impl!r}")
     name = getattr(impl, "__name__", type(impl).__name__)
-    declared = {k: getattr(impl, k) for k in ("devices", "dtypes", "features", "max_sizes", "deterministic",
-                                               "why_nondeterministic") if hasattr(impl, k)}
-    halves = getattr(impl, "forward", None), getattr(impl, "backward", None)
-    forward, backward = halves if all(callable(h) for h in halves) else (None, None)
+    declared, forward, backward = declared_by(impl)
     return Impl(name, impl, Support.declare(name=name, **declared), forward, backward)
 
 
