@@ -34,7 +34,6 @@ from lstm_bench.cases import CaseSpec, catalogue
 from lstm_bench.testing import judge
 from lstm_bench.timing import set_threads
 
-FLOOR_ULPS = float(__import__("os").environ.get("FLOOR_ULPS", "0.5"))
 GRAD_NAMES = LSTMConfig(1, 1).grad_names()  # x, h0, c0 and layer 0's four weights: in every configuration
 EPSILONS = [10.0 ** -k for k in range(1, 16)] + [3 * 10.0 ** -k for k in range(2, 16)]
 
@@ -95,7 +94,7 @@ def windows() -> None:
 
 def low_precision() -> None:
     from lstm_bench.impls import reference, stack
-    from lstm_bench.tolerance import VENDOR, reference_of
+    from lstm_bench.tolerance import LOWP_FLOOR_ULPS, VENDOR, reference_of, vendor_relative
 
     set_threads(1)
     specs = [s for s in catalogue("default") if s.dtype in ("bfloat16", "float16")]
@@ -112,7 +111,8 @@ def low_precision() -> None:
 
     impls = ["reference", "vectorised", "autograd", "nn_lstm_native"]
     factors = (2.0, 3.0, 4.0)
-    print(f"err/bound = e(impl) / (F * e({VENDOR}) + eps/2), worst over tensors (> 1 fails), for F = "
+    print(f"err/bound = e(impl) / (F * e({VENDOR}) + {LOWP_FLOOR_ULPS:g} eps) (tolerance.vendor_relative), worst "
+          f"over tensors (> 1 fails), for F = "
           f"{', '.join(f'{f:g}' for f in factors)}; e = max|x - truth| / max|truth|. CPU: "
           f"{__import__('lstm_bench.machine', fromlist=['cpu_name']).cpu_name()}, torch {torch.__version__}")
     print("| case | vendor | " + " | ".join(impls) + " | summed in low precision |")
@@ -121,17 +121,9 @@ def low_precision() -> None:
     for spec in specs:
         case = spec.make()
         ref = reference_of(case.clone())
-        truth, vendor = ref.truth.tensors(), ref.vendor.tensors()
-        half_eps = torch.finfo(case.dtype).eps * FLOOR_ULPS
 
         def margins(result) -> list[float]:
-            out = [0.0] * len(factors)
-            for k, b in truth.items():
-                scale = b.abs().max().item() or 1.0
-                e = (result.tensors()[k].double() - b).abs().max().item() / scale
-                ev = (vendor[k].double() - b).abs().max().item() / scale
-                out = [max(o, e / (f * ev + half_eps)) for o, f in zip(out, factors)]
-            return out
+            return [vendor_relative(result, ref.vendor, ref.truth, dtype=case.dtype, factor=f).worst for f in factors]
 
         cells = []
         for name in impls:
