@@ -41,6 +41,11 @@ def interleaved(points: list[Point], repeats: int) -> dict[str, list[float]]:
     fns = {p.key: step_fn(get_impl(p.impl), p.case(), backward=True) for p in points}
     for fn in fns.values():
         fn()  # warm-up
+    return rounds(fns, repeats)
+
+
+def rounds(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each callable, `repeats` rounds of one timed call each (a, b, a, b, ...), no warm-up."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for key, fn in fns.items():
@@ -156,10 +161,7 @@ def techniques(points: list[tuple[int, int, int]] | None = None, repeats: int = 
         for fn in fns.values():
             fn()
         others = wait_for_quiet()
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(repeats):
-            for k, fn in fns.items():
-                times[k] += timing.time_fn(fn, device="cpu", repeats=1, warmup=0)
+        times = rounds(fns, repeats)
         others = max(others, others_cpu(0.5))
         med = {k: statistics.median(v) for k, v in times.items()}
         for k, v in med.items():

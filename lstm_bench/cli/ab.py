@@ -15,7 +15,7 @@ from .. import ab, strict_json
 from ..grid import NAMED_GRIDS, Grid
 from ..stats import NOISY_SPREAD
 from ..values import parse_number
-from .bench import check_devices, check_dtypes
+from .bench import axes_from_args, check_devices
 from .args import (EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError, add_impls, add_sizes, arg_type, error, flatten,
                    fraction, list_of, non_negative_int, positive_int, probability, warn)
 from .output import ABProgress, human_duration, percent, point_label, sensitivity_line, table, verdict_rows
@@ -33,8 +33,7 @@ def grid_from_args(args: argparse.Namespace) -> tuple[Grid, dict[str, str]]:
 
     Implementations are not looked up here: they only have to exist in the workers' environments."""
     grid = NAMED_GRIDS[args.grid]
-    check_dtypes(flatten(args.dtype))
-    axes: dict = {}
+    axes: dict = axes_from_args(args)
     specs: dict[str, str] = {}
     impls = []
     for spec in flatten(args.impl) or []:
@@ -47,10 +46,6 @@ def grid_from_args(args: argparse.Namespace) -> tuple[Grid, dict[str, str]]:
             impls.append(spec)
     if impls:
         axes["impls"] = tuple(impls)
-    for flag, axis in (("T", "T"), ("H", "H"), ("B", "B"), ("I", "I"), ("device", "devices"), ("dtype", "dtypes")):
-        values = flatten(getattr(args, flag))
-        if values:
-            axes[axis] = tuple(values)
     return (grid.replace(**axes) if axes else grid), specs
 
 

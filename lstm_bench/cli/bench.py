@@ -43,19 +43,29 @@ def check_devices(requested, points) -> None:
                          f"{', '.join(available_devices())}); nothing would be measured")
 
 
+# The grid axes that a command's flags replace, flag -> axis (a command may lack some flags).
+AXIS_FLAGS = (("T", "T"), ("H", "H"), ("B", "B"), ("I", "I"), ("device", "devices"), ("dtype", "dtypes"),
+              ("config", "variants"))
+
+
+def axes_from_args(args: argparse.Namespace) -> dict[str, tuple]:
+    """The axes given on the command line (sizes, devices, dtypes, configurations), checked dtypes first."""
+    check_dtypes(flatten(getattr(args, "dtype", None)))
+    axes = {}
+    for flag, axis in AXIS_FLAGS:
+        values = flatten(getattr(args, flag, None))
+        if values:
+            axes[axis] = tuple(values)
+    return axes
+
+
 def grid_from_args(args: argparse.Namespace) -> Grid:
     """BENCH_GRID (QUICK_GRID with --quick, or the --grid named) with the axes the flags name replaced."""
     base = NAMED_GRIDS[args.grid] if getattr(args, "grid", None) else QUICK_GRID if args.quick else BENCH_GRID
-    check_dtypes(flatten(args.dtype))
-    axes: dict[str, Any] = {}
+    axes: dict[str, Any] = axes_from_args(args)
     impls = resolve_impls(flatten(args.impl) or [])
     if impls:
         axes["impls"] = tuple(impls)
-    for flag, axis in (("T", "T"), ("H", "H"), ("B", "B"), ("I", "I"), ("device", "devices"), ("dtype", "dtypes"),
-                       ("config", "variants")):
-        values = flatten(getattr(args, flag))
-        if values:
-            axes[axis] = tuple(values)
     return base.replace(**axes) if axes else base
 
 
