@@ -1,5 +1,8 @@
-"""Which devices exist here, and a check that names the missing one."""
+"""Which devices exist here, a check that names the missing one, and TF32 set for a block."""
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 
@@ -26,3 +29,18 @@ def check_device(device: str | torch.device) -> torch.device:
             raise ValueError(
                 f"device {device!r} is not available here: only {torch.cuda.device_count()} CUDA device(s)")
     return dev
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for CUDA matmuls and cuDNN set to `enabled` inside the block, restored after; a no-op
+    without CUDA. Off, float32 is computed as float32 (how the gates judge it)."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lstm_bench import all_impls, unregister_impl
+from lstm_bench.devices import tf32
 
 pytest_plugins = ["pytester"]  # tests/test_gate_can_fail.py runs the conformance suite in-process
 
@@ -35,13 +36,8 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _no_tf32():
     """Judge fp32 CUDA paths in true fp32: TF32 matmuls would need a looser policy."""
-    if not torch.cuda.is_available():
+    with tf32(False):
         yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @pytest.fixture

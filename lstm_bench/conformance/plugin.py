@@ -14,7 +14,7 @@ import torch
 
 from ..cases import DEPTHS, CaseSpec, catalogue
 from ..contract import Case
-from ..devices import KNOWN_DEVICES
+from ..devices import KNOWN_DEVICES, tf32
 from ..registry import Impl, all_impls, get_impl, resolve_impls
 from ..support import Unsupported
 from ..testing import assert_agrees
@@ -147,16 +147,11 @@ def _judging(threads: int):
     cases are judged as float32. Both restored afterwards."""
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    tf32 = torch.cuda.is_available()
-    if tf32:
-        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        yield
+        with tf32(False):
+            yield
     finally:
         torch.set_num_threads(saved_threads)
-        if tf32:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ def test_tf32_mode_against_the_vendor(lstm_kernel):
     import torch
 
     from lstm_bench.cases import CaseSpec
+    from lstm_bench.devices import tf32
     from lstm_bench.registry import get_impl
     from lstm_bench.tolerance import TF32_EPS, VENDOR, vendor_relative
 
@@ -26,12 +27,8 @@ def test_tf32_mode_against_the_vendor(lstm_kernel):
         pytest.skip("TF32 is a CUDA mode (Ampere GPUs and newer)")
     case = lstm_kernel.case(CaseSpec(100, 8, 32, 64, "float32", seed=43, label="TF32"))
     truth = get_impl("autograd")(case.to(dtype=torch.float64))  # the truth alone: no sensitivity in TF32 mode
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    try:
+    with tf32(True):
         result, vendor = lstm_kernel.impl(case.clone()), get_impl(VENDOR)(case.clone())
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
     report = vendor_relative(result, vendor, truth, dtype=torch.float32, eps=TF32_EPS,
                              title=f"{lstm_kernel.name} in TF32 mode vs {VENDOR} in TF32 mode")
     assert report.passed, str(report)
