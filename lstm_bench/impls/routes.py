@@ -74,8 +74,9 @@ def _candidates(routes: list[tuple[str, str]]) -> list[tuple[str, str]]:
 @contextlib.contextmanager
 def using_route(gemm_name: str, loop: str) -> Iterator[None]:
     """Run every call inside the block on route (gemm_name, loop), e.g. ("onednn", "fused-cell"),
-    instead of the chosen one (tests and the per-technique study). A call for which that route
-    cannot run raises ValueError."""
+    instead of the chosen one (tests and the per-technique study). A plain layer for which that
+    route cannot run raises ValueError; a layer with a projection or variable lengths keeps the
+    torch-ops loop on torch's BLAS whatever is forced (`vectorised._route`)."""
     if loop not in ROUTES:
         raise ValueError(f"unknown loop {loop!r}; expected one of {ROUTES}")
     _forced.append((gemm_name, loop))
