@@ -1,18 +1,18 @@
-"""asv suites over `lstm_bench.grid.ASV_GRID` (LSTM_BENCH_GRID=bench, =quick or =study for the others).
+"""asv suites over `lstm_bench.bench.grid.ASV_GRID` (LSTM_BENCH_GRID=bench, =quick or =study for the others).
 
 Every point of the grid is one parameter combination. A point that does not run
 here (no CUDA, an implementation that is not registered, a row of the grid's
 EXCLUSIONS table) raises NotImplementedError in `setup`, which asv records as
-skipped; the reason is `lstm_bench.grid.skip_reason(point)`.
+skipped; the reason is `lstm_bench.bench.grid.skip_reason(point)`.
 
 - `TimeStep`: wall time of the forward half and of forward+backward (the callables
-  of `lstm_bench.timing.step_fn`, which synchronise on CUDA), and the process peak RSS.
+  of `lstm_bench.machine.timing.step_fn`, which synchronise on CUDA), and the process peak RSS.
 - `TrackStep`: figures that do not depend on the machine's noise (saved bytes, peak
   allocated bytes, FLOPs, max relative error against float64) and achieved GFLOP/s.
 - `TimeConfigStep`, `TrackConfigStep`: the same over `CONFIG_GRID`, nn.LSTM's other
   configurations (2 layers, bidirectional, a projection, variable lengths; float32, bfloat16).
 - `TrackInstructions`: CPU instructions of one forward+backward under callgrind at a few
-  small CPU points (`lstm_bench.instructions`): deterministic to ~0.1-0.3 %, so a 1 %
+  small CPU points (`lstm_bench.bench.instructions`): deterministic to ~0.1-0.3 %, so a 1 %
   overhead regression shows without any timing noise. Without valgrind each point is
   skipped with the reason (NotImplementedError in setup, shown with --show-stderr).
 """
@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import statistics
 
-from lstm_bench import instructions
-from lstm_bench.grid import CONFIG_GRID, Point, Variant, skip_reason
-from lstm_bench.grid import grid_from_env
-from lstm_bench.measure import max_rel_error
-from lstm_bench.memory import peak_bytes, saved_bytes, warm_profiler
-from lstm_bench.registry import get_impl
+from lstm_bench.bench import instructions
+from lstm_bench.bench.grid import CONFIG_GRID, Point, Variant, grid_from_env, skip_reason
+from lstm_bench.bench.measure import max_rel_error
+from lstm_bench.core.registry import get_impl
 # Imported as a module: asv would collect a bare `time_fn` name here as a benchmark.
-from lstm_bench import timing
-from lstm_bench.timing import set_threads, step_fn
+from lstm_bench.machine import timing
+from lstm_bench.machine.memory import peak_bytes, saved_bytes, warm_profiler
+from lstm_bench.machine.timing import set_threads, step_fn
 
 warm_profiler()  # once in asv's forkserver, not in each of the ~800 forked memory benchmarks
 GRID = grid_from_env("LSTM_BENCH_GRID", "asv")  # every named grid has I = H, as PARAMS assume
@@ -38,7 +37,7 @@ PARAM_NAMES = ["impl", "device", "dtype", "T", "B", "H"]
 
 # Repeats kept small so that a full `asv run` of one commit of ASV_GRID is meant to fit
 # in 20 minutes on a 2-core CPU (docs/benchmarks.md has what was measured).
-TIMING_REPEATS = 2  # for track_gflops, through lstm_bench.timing.time_fn
+TIMING_REPEATS = 2  # for track_gflops, through lstm_bench.machine.timing.time_fn
 
 
 # nn.LSTM's configurations (layers, bidirectional, projection, variable lengths) are their own

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lstm_bench import all_impls, unregister_impl
-from lstm_bench.devices import tf32
+from lstm_bench.core.devices import tf32
 
 pytest_plugins = ["pytester"]  # tests/test_gate_can_fail.py runs the conformance suite in-process
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from lstm_bench import cli
-from lstm_bench.ab import Side, WorkerError, WorkerProcess, parse_env
-from lstm_bench.grid import Point
+from lstm_bench.bench.grid import Point
+from lstm_bench.comparison.ab import Side, WorkerError, WorkerProcess, parse_env
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD_COMMIT = "28bac31"  # lstm-bench 0.1: no worker module, no new APIs
@@ -189,7 +189,7 @@ class _InProcessWorker:
     """What `ab` sends a worker process, answered by a `Worker` in this process (JSON both ways)."""
 
     def __init__(self) -> None:
-        from lstm_bench.ab_worker import Worker
+        from lstm_bench.comparison.ab_worker import Worker
 
         self.worker = Worker()
 
@@ -204,8 +204,8 @@ class _InProcessWorker:
 def test_both_sides_time_the_points_configuration_not_a_plain_lstm(tmp_path, monkeypatch, forget_loaded_kernels):
     import random
 
-    from lstm_bench import ab
-    from lstm_bench.load import LoadTracker
+    from lstm_bench.comparison import ab
+    from lstm_bench.machine.load import LoadTracker
 
     seen = tmp_path / "seen.jsonl"
     (tmp_path / "seekernel.py").write_text(textwrap.dedent(f"""

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lstm_bench import available_impls, cli, get_impl, register_impl, unregister_impl
-from lstm_bench.grid import Point
-from lstm_bench.results import load
-from lstm_bench.timing import THREADS_ENV
+from lstm_bench.bench.grid import Point
+from lstm_bench.bench.results import load
+from lstm_bench.machine.timing import THREADS_ENV
 
 # Tiny points (well under a millisecond each), one thread. On a shared machine two
 # sweeps run one after the other see different loads (measured here: back-to-back
@@ -302,7 +302,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path, user_mo
 
 def test_plot_writes_pngs(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from lstm_bench.results import make_header
+    from lstm_bench.bench.results import make_header
 
     # A synthetic sweep (the sweep itself is tested above): 2 paths x T in {2, 8} x H in {4, 8}.
     lines = [make_header({"torch": torch.__version__, "threads": 1, "cpu": "test"}, {"impls": ["x"]}, {})]
@@ -326,7 +326,7 @@ def test_plot_writes_pngs(tmp_path, capsys):
 
 def test_the_main_job_checks_every_path_then_sweeps_quick_grid(tmp_path, capsys):
     # `lstm-bench` with no arguments is the README's "run it" command.
-    from lstm_bench.grid import QUICK_GRID
+    from lstm_bench.bench.grid import QUICK_GRID
 
     out_file = tmp_path / "quick.jsonl"
     code, out, err = run(capsys, "--repeats", "1", "--out", out_file)
@@ -350,7 +350,7 @@ def test_info_prints_the_environment(capsys):
 
 
 def test_info_measures_the_peak_once_and_caches_it(capsys, monkeypatch, tmp_path):
-    from lstm_bench import load, peak
+    from lstm_bench.machine import load, peak
 
     calls = []
     monkeypatch.setattr(load, "load_average", lambda: 0.1)  # a figure measured under load is not cached
@@ -386,8 +386,8 @@ def test_bench_on_a_missing_device_fails_when_asked_for_and_writes_nothing(tmp_p
 
 
 def test_the_bench_table_flags_noise_load_and_never_shows_more_than_100_percent(tmp_path):
+    from lstm_bench.bench.results import make_header
     from lstm_bench.cli.bench import sweep_table
-    from lstm_bench.results import make_header
 
     point = {"impl": "nn_lstm", "T": 10, "B": 32, "I": 64, "H": 64, "device": "cpu", "dtype": "float32"}
     busy = {"load_start": 4.0, "load_end": 5.0, "steal": 0.0, "threads": 2, "cpus": 2}

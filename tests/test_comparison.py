@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from lstm_bench.comparison import Comparison, compare_runs, load_side
-from lstm_bench.grid import Point
-from lstm_bench.results import ResultsError, make_header
+from lstm_bench.bench.grid import Point
+from lstm_bench.bench.results import ResultsError, make_header
+from lstm_bench.comparison.runs import Comparison, compare_runs, load_side
 
 ENV = {"torch": "2.13.0+cpu", "threads": 2, "cpu": "Test CPU", "gpu": None, "commit": "a"}
 GRID = {"impls": ["vectorised"]}

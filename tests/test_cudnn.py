@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lstm_bench import agreement, get_impl, make_case
-from lstm_bench.tolerance import sensitivity
+from lstm_bench.conformance.judge import sensitivity
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available: torch.cuda.is_available() is False "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstm_bench.devices import tf32
+from lstm_bench.core.devices import tf32
 
 
 def _flags() -> tuple[bool, bool]:

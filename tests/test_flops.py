@@ -6,7 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lstm_bench import get_impl, make_case
-from lstm_bench.flops import lstm_flops
+from lstm_bench.bench.flops import lstm_flops
 
 
 def test_tiny_case_by_hand():

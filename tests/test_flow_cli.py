@@ -11,9 +11,10 @@ import lstm_bench.flow.study as study
 from lstm_bench import cli
 from lstm_bench.cli.flow import table
 from lstm_bench.cli.output import table as cli_table
+from lstm_bench.core.strict_json import finite
 from lstm_bench.flow.plots import plot_curves
-from lstm_bench.strict_json import finite
 from lstm_bench.flow.study import COMPARISON, Settings, run_config
+
 
 def main(argv: list[str]) -> int:
     return cli.main(["flow", *argv])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lstm_bench.flow.forget import (decay_table, forget_stats, forget_values, quantile_sample, simulate_gradient_decay,
-                                   span_products, steps_to_fall)
+                                    span_products, steps_to_fall)
 from lstm_bench.flow.models import make_model
 from lstm_bench.flow.norms import lstm_case
 

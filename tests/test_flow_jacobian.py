@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from lstm_bench.flow.jacobian import (cell_jacobian_terms, decompose_sequence, state_jacobian,
-                                      state_jacobian_terms)
 from lstm_bench import make_case
+from lstm_bench.flow.jacobian import cell_jacobian_terms, decompose_sequence, state_jacobian, state_jacobian_terms
 
 H, I, B = 5, 3, 3
 TOL = 1e-10

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from lstm_bench import make_case
-from lstm_bench.impls import reference, vectorised
 from lstm_bench.flow.models import make_model
 from lstm_bench.flow.norms import lstm_case, step_gradients
+from lstm_bench.impls import reference, vectorised
 
 T, B, I, H = 7, 3, 4, 5
 

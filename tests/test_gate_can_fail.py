@@ -1,7 +1,7 @@
 """The gates go red on broken kernels: realistic BPTT bugs must fail the same checks that
 the real implementations pass.
 
-Part 1: classic derivation bugs against `check_against_reference` directly.
+Part 1: classic derivation bugs against `judge_against_reference` directly.
 Part 2: the conformance suite itself (`pytest --pyargs lstm_bench.conformance --lstm-impl
 ...`, run in-process with pytester) on one broken kernel per bug class of
 tests/kernels/broken.py, checking that the gate meant for that class fails, and only on
@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from lstm_bench import make_case, register_impl, unregister_impl
+from lstm_bench.conformance.judge import judge_against_reference
 from lstm_bench.impls import vectorised
-from lstm_bench.tolerance import check_against_reference
 
 
 def _regrad(result, **changes):
@@ -76,8 +76,8 @@ def test_broken_path_fails_the_gate(bug, dtype):
     register_impl(name, bug, devices=["cpu"])
     try:
         case = make_case(7, 3, 5, 4, dtype=dtype, seed=9)
-        assert check_against_reference("vectorised", case).passed  # the control passes
-        report = check_against_reference(name, case)
+        assert judge_against_reference("vectorised", case).passed  # the control passes
+        report = judge_against_reference(name, case)
         assert not report.passed, f"the gate let {bug.__name__} through:\n{report}"
     finally:
         unregister_impl(name)

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from lstm_bench import make_case, register_impl, unregister_impl
-from lstm_bench.grid import BENCH_GRID, QUICK_GRID, Grid, Point, Variant, skip_reason
-from lstm_bench.lengths import draw_lengths
+from lstm_bench.bench.grid import BENCH_GRID, QUICK_GRID, Grid, Point, Variant, skip_reason
+from lstm_bench.bench.lengths import draw_lengths
 from lstm_bench.impls import BUILTIN
-
 
 
 def test_bench_grid_has_the_axes_of_the_issue():
@@ -97,7 +96,7 @@ def test_from_dict_and_replace_reject_unknown_keys():
 
 
 def test_asv_and_quick_grids_are_sub_grids_of_the_bench_grid():
-    from lstm_bench.grid import ASV_GRID
+    from lstm_bench.bench.grid import ASV_GRID
 
     for g in (ASV_GRID, QUICK_GRID):
         for axis in ("impls", "T", "H", "B", "devices", "dtypes"):
@@ -121,7 +120,7 @@ def test_a_bad_cpu_gflop_limit_is_named(monkeypatch, value):
 # --- nn.LSTM's configurations as a grid axis ---------------------------------------------------
 
 def test_the_config_grid_has_a_point_per_axis_of_the_issue():
-    from lstm_bench.grid import CONFIG_GRID, NAMED_GRIDS
+    from lstm_bench.bench.grid import CONFIG_GRID, NAMED_GRIDS
 
     v = CONFIG_GRID.variants
     assert any(x.num_layers == 2 for x in v) and any(x.bidirectional for x in v)
@@ -195,7 +194,7 @@ def test_a_configuration_the_impl_does_not_declare_is_a_skip_reason():
 
 
 def test_configured_points_measure_through_every_builtin_that_declares_them(tmp_path):
-    from lstm_bench.measure import measure_point
+    from lstm_bench.bench.measure import measure_point
 
     for impl in BUILTIN:
         p = Point(impl, 3, 2, 4, 6, num_layers=2, bidirectional=True, proj_size=3, lengths="padded-batch")

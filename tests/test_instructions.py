@@ -1,14 +1,15 @@
 """Instruction counts: which points, and a reason (never a crash) where valgrind is missing.
 
 The counts themselves take ~20 s per collection under callgrind, too slow for the test suite;
-their run-to-run variance is measured by `python -m benchmarks.calibration instructions`."""
+their run-to-run variance is measured by `python -m studies.calibration instructions`."""
 from __future__ import annotations
 
 import pytest
 
-from lstm_bench import cli, instructions
-from lstm_bench.grid import Point
-from lstm_bench.instructions import InstructionCount, InstructionsUnavailable, count_instructions, eligible
+from lstm_bench import cli
+from lstm_bench.bench import instructions
+from lstm_bench.bench.grid import Point
+from lstm_bench.bench.instructions import InstructionCount, InstructionsUnavailable, count_instructions, eligible
 
 
 def test_only_small_cpu_points_of_built_in_implementations():

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from lstm_bench import load as loadmod
-from lstm_bench.load import Load, LoadTracker, steal_fraction, summarise
+from lstm_bench.machine import load as loadmod
+from lstm_bench.machine.load import Load, LoadTracker, steal_fraction, summarise
 
 
 def test_steal_is_the_share_of_all_cpu_time_between_two_readings():
@@ -33,8 +33,8 @@ def test_under_load_means_more_runnable_threads_than_cpus_or_steal():
 
 
 def test_a_measured_point_records_its_load():
-    from lstm_bench.grid import Point
-    from lstm_bench.measure import measure_point
+    from lstm_bench.bench.grid import Point
+    from lstm_bench.bench.measure import measure_point
 
     m = measure_point(Point("vectorised", 2, 1, 4, 4), threads=1, repeats=2, accuracy=False, memory=False)
     assert m.load is not None and m.load.threads == 1 and m.load.cpus >= 1

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lstm_bench import get_impl, register_impl, unregister_impl
-from lstm_bench.grid import Point
-from lstm_bench.measure import measure_point
-from lstm_bench.records import Measurement, PointRecord
+from lstm_bench.bench.grid import Point
+from lstm_bench.bench.measure import measure_point
+from lstm_bench.bench.records import Measurement, PointRecord
 
 
 def test_small_point_has_every_figure():

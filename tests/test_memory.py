@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lstm_bench import get_impl, make_case, register_impl, unregister_impl
-from lstm_bench.memory import peak_bytes, saved_bytes
+from lstm_bench.machine.memory import peak_bytes, saved_bytes
 
 NO_CUDA = "CUDA not available: torch.cuda.is_available() is False on this machine"
 IMPLS = ["reference", "vectorised", "autograd", "nn_lstm", "nn_lstm_native"]

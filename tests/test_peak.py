@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from lstm_bench import peak
-from lstm_bench.grid import Point
-from lstm_bench.measure import check_possible
-from lstm_bench.peak import Peak, matmul_peak, measure_peak, no_peak_reason, peak_key
-from lstm_bench.records import Measurement
+from lstm_bench.bench.grid import Point
+from lstm_bench.bench.measure import check_possible
+from lstm_bench.bench.records import Measurement
+from lstm_bench.machine import peak
+from lstm_bench.machine.peak import Peak, matmul_peak, measure_peak, no_peak_reason, peak_key
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def test_dtypes_without_a_matmul_have_no_peak():
 
 
 def test_old_cached_peaks_are_not_reused_and_a_loaded_measurement_is_not_cached(tmp_path, monkeypatch):
-    from lstm_bench import load
+    from lstm_bench.machine import load
 
     monkeypatch.setattr(load, "cpu_times", lambda: None)
     monkeypatch.setattr(load, "load_average", lambda: 9.0)  # busy: measured, used, not cached
@@ -81,8 +81,8 @@ def test_a_timing_faster_than_the_peak_is_impossible():
 
 def test_a_sweep_records_an_impossible_point_as_failed(tmp_path, monkeypatch):
     """A peak far below what the point reaches, even after measuring it again: failed, with both figures."""
-    from lstm_bench.grid import Grid
-    from lstm_bench.sweep import SweepSettings, run_sweep
+    from lstm_bench.bench.grid import Grid
+    from lstm_bench.bench.sweep import SweepSettings, run_sweep
 
     monkeypatch.setattr(peak, "measure_peak", lambda d, t, shapes=(): Peak(d, t, 1e-6, "mkl"))
     out = run_sweep(Grid(impls=("vectorised",), T=(2,), H=(4,), B=(1,), devices=("cpu",)), tmp_path / "r.jsonl",

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from lstm_bench.plots import MAX_TICKS, log_ticks
+from lstm_bench.bench.plots import MAX_TICKS, log_ticks
 
 
 @pytest.mark.parametrize("lo, hi", [

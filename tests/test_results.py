@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from lstm_bench import cli
-from lstm_bench.grid import Point
-from lstm_bench.records import PointRecord
-from lstm_bench.results import ResultsError, Writer, load, make_header
+from lstm_bench.bench.grid import Point
+from lstm_bench.bench.records import PointRecord
+from lstm_bench.bench.results import ResultsError, Writer, load, make_header
 
 ENV = {"torch": "2.13.0+cpu", "threads": 2, "cpu": "Test CPU", "gpu": None, "commit": "abc"}
 GRID = {"impls": ["vectorised"], "T": [10, 100], "H": [64], "B": [1], "devices": ["cpu"], "dtypes": ["float32"],
@@ -254,8 +254,8 @@ def test_two_sweeps_cannot_write_one_file_at_once(tmp_path):
 
 
 def test_load_and_instructions_round_trip_and_files_without_them_still_load(tmp_path):
-    from lstm_bench.load import Load
-    from lstm_bench.records import Measurement
+    from lstm_bench.bench.records import Measurement
+    from lstm_bench.machine.load import Load
 
     m = Measurement((1e-3,), (3e-3, 3.1e-3), load=Load(1.5, 2.5, 0.01, 2, 2), instructions=123456, peak_gflops=370.0)
     stored = json.loads(json.dumps(m.to_json()))

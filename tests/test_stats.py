@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lstm_bench.stats import bootstrap_ratio_ci, compare_samples, holm, mann_whitney_u, min_p
+from lstm_bench.comparison.stats import bootstrap_ratio_ci, compare_samples, holm, mann_whitney_u, min_p
 
 
 def test_fully_separated_samples_have_the_smallest_exact_p():
@@ -103,9 +103,10 @@ def test_bad_threshold_and_alpha():
 
 # --- paired repeats (ab), batches, runs -----------------------------------------------------------------------
 
-from lstm_bench.stats import (batch_medians, compare_pairs, compare_run_samples, detectable_paired,  # noqa: E402
-                              hodges_lehmann, is_noisy, one_sample_t, pairs_needed, relative_iqr, signed_rank,
-                              signed_rank_ci, welch_log)
+from lstm_bench.bench.spread import is_noisy, relative_iqr  # noqa: E402
+from lstm_bench.comparison.stats import (batch_medians, compare_pairs, compare_run_samples,  # noqa: E402
+                                         detectable_paired, hodges_lehmann, one_sample_t, pairs_needed, signed_rank,
+                                         signed_rank_ci, welch_log)
 
 
 def test_signed_rank_matches_scipy_and_its_exact_floor():

@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
-from lstm_bench.grid import Grid
-from lstm_bench.results import ResultsError, load
-from lstm_bench.sweep import SweepObserver, SweepSettings, run_sweep
+from lstm_bench.bench.grid import Grid
+from lstm_bench.bench.results import ResultsError, load
+from lstm_bench.bench.sweep import SweepObserver, SweepSettings, run_sweep
 
 TINY = Grid(impls=("vectorised", "no_such_impl"), T=(2, 3), H=(4,), B=(1,), devices=("cpu",))
 FAST = SweepSettings(repeats=2, warmup=0, accuracy=False, memory=False)
@@ -81,8 +81,8 @@ def test_the_time_left_is_sane_from_the_first_point_on():
 
     The old estimate, elapsed / FLOPs done * FLOPs left, said "~3h04m left" after such a first
     point; the cost model with a shrunk correction stays within a small factor of the truth."""
-    from lstm_bench.grid import QUICK_GRID, Point
-    from lstm_bench.sweep import TimeLeft, point_cost
+    from lstm_bench.bench.grid import QUICK_GRID, Point
+    from lstm_bench.bench.sweep import TimeLeft, point_cost
 
     settings = SweepSettings(repeats=7)
     points = [p for p in QUICK_GRID.points() if p.device == "cpu"]

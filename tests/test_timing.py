@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lstm_bench import Result, get_impl, make_case
-from lstm_bench.timing import default_threads, set_threads, step_fn, time_fn
+from lstm_bench.machine.timing import default_threads, set_threads, step_fn, time_fn
 
 NO_CUDA = "CUDA not available: torch.cuda.is_available() is False on this machine"
 
@@ -67,7 +67,7 @@ def test_time_fn_on_cuda_counts_kernel_time():
 def test_every_timed_call_ends_in_a_device_synchronisation(monkeypatch, backward):
     # On CUDA a host timer only sees kernel time if the call waits for the device; the
     # callable must do that itself, for asv and pytest-benchmark, which time it from outside.
-    import lstm_bench.timing as timing
+    import lstm_bench.machine.timing as timing
 
     synced = []
     monkeypatch.setattr(timing, "synchronize", lambda device: synced.append(torch.device(device)))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lstm_bench import agreement, get_impl, make_case
-from lstm_bench.tolerance import FLOOR, check_against_reference, compare_tensors, sensitivity
+from lstm_bench.conformance.judge import judge_against_reference, sensitivity
+from lstm_bench.conformance.policy import FLOOR, judge_tensor
 
 EPS32 = torch.finfo(torch.float32).eps
 
@@ -60,8 +61,8 @@ def test_float32_floor_is_relative_to_scale():
     b = torch.tensor([1000.0, 1e-3], dtype=torch.float64)
     ok = b + torch.tensor([0.0, 0.5 * FLOOR * EPS32 * 1000.0], dtype=torch.float64)
     bad = b + torch.tensor([0.0, 3 * FLOOR * EPS32 * 1000.0], dtype=torch.float64)
-    assert compare_tensors("t", ok.float(), b, eps=EPS32).passed
-    assert not compare_tensors("t", bad, b, eps=EPS32).passed
+    assert judge_tensor("t", ok.float(), b, eps=EPS32).passed
+    assert not judge_tensor("t", bad, b, eps=EPS32).passed
 
 
 def test_sensitivity_grows_with_conditioning():
@@ -91,7 +92,7 @@ def test_float32_bound_tracks_conditioning():
 
 def test_report_prints_a_table(pair):
     case, ref = pair
-    report = check_against_reference("vectorised", case)
+    report = judge_against_reference("vectorised", case)
     text = str(report)
     for column in ("mean abs", "max abs", "max rel", "PASS"):
         assert column in text

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from lstm_bench import agreement, get_impl, make_case
-from lstm_bench.impls import fused, gemm, routes, vectorised
-from lstm_bench.memory import saved_bytes
-from lstm_bench.tolerance import check_against_reference, sensitivity
+from lstm_bench.conformance.judge import judge_against_reference, sensitivity
+from lstm_bench.impls import vectorised
+from lstm_bench.impls.vectorised import fused, gemm, routes
+from lstm_bench.machine.memory import saved_bytes
 
 CPU = torch.device("cpu")
 
@@ -60,7 +61,7 @@ def test_this_machine_has_the_fast_routes():
 def test_every_float32_route_passes_the_policy(route, sizes):
     case = make_case(*sizes, dtype=torch.float32, seed=3)
     with routes.using_route(*route):
-        report = check_against_reference("vectorised", case)
+        report = judge_against_reference("vectorised", case)
         backend = get_impl("vectorised")(case).backend
     assert report.passed, str(report)
     assert backend == f"vectorised[{route_id(route)}]"
@@ -75,7 +76,7 @@ def test_every_float64_route_is_strict(route, spec):
     case = make_case(*spec.pop("sizes"), dtype=torch.float64, seed=4, **spec)
     with routes.using_route(*route):
         result = get_impl("vectorised")(case)
-        report = check_against_reference("vectorised", case)
+        report = judge_against_reference("vectorised", case)
     assert report.passed, str(report)
     assert "onednn" not in result.backend
     truth = get_impl("autograd")(case)
@@ -129,7 +130,7 @@ def test_cached_onednn_weight_follows_in_place_changes(loop):
         with torch.no_grad():
             case.weights["weight_hh_l0"].mul_(-0.5)
             case.weights["weight_ih_l0"].add_(0.25)
-        report = check_against_reference("vectorised", case)
+        report = judge_against_reference("vectorised", case)
     assert report.passed, str(report)
 
 
@@ -154,7 +155,7 @@ def test_missing_private_op_falls_back_with_the_backend_saying_so(monkeypatch, f
     case = make_case(5, 16, 8, 96, seed=2)  # above the probe size: would probe oneDNN if it existed
     result = get_impl("vectorised")(case)
     assert result.backend == f"vectorised[{gemm.blas_name()}-gemm+fused-loop]"
-    assert check_against_reference("vectorised", case).passed
+    assert judge_against_reference("vectorised", case).passed
 
 
 def test_onednn_giving_wrong_numbers_is_not_used(monkeypatch, fresh_choices):
@@ -188,7 +189,7 @@ def test_without_the_c_kernels_the_torch_ops_loop_runs(how, monkeypatch, fresh_c
         case = make_case(7, 3, 5, 4, dtype=dtype, seed=6)
         result = get_impl("vectorised")(case)
         assert result.backend == f"vectorised[{gemm.blas_name()}-gemm+torch-ops]"
-        assert check_against_reference("vectorised", case).passed
+        assert judge_against_reference("vectorised", case).passed
 
 
 def test_the_library_is_cached_on_disk_and_rebuilt_elsewhere(tmp_path, monkeypatch, fresh_choices):
@@ -285,7 +286,7 @@ def test_cuda_route_is_torch_ops_on_cublas():
     case = make_case(20, 4, 8, 16, device="cuda")
     result = get_impl("vectorised")(case)
     assert result.backend.startswith("vectorised[") and result.backend.endswith("+torch-ops]")
-    assert check_against_reference("vectorised", case).passed
+    assert judge_against_reference("vectorised", case).passed
 
 
 @pytest.mark.parametrize("route", routes_for(torch.float32), ids=route_id)
@@ -300,7 +301,7 @@ def test_layers_with_a_projection_or_lengths_take_the_torch_ops_loop_in_any_stac
         assert get_impl("vectorised")(plain).backend == f"vectorised[{route_id(route)}]"
         for case in special:
             assert get_impl("vectorised")(case).backend == f"vectorised[{blas}-gemm+torch-ops]"
-            report = check_against_reference("vectorised", case)
+            report = judge_against_reference("vectorised", case)
             assert report.passed, str(report)
-        report = check_against_reference("vectorised", plain)
+        report = judge_against_reference("vectorised", plain)
     assert report.passed, str(report)

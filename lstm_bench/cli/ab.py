@@ -1,6 +1,6 @@
 """`lstm-bench ab --base PYTHON --new PYTHON`: interleaved A/B comparison of two environments.
 
-The runner is `lstm_bench.ab.run_ab`; this module parses the flags, shows progress and
+The runner is `lstm_bench.comparison.ab.run_ab`; this module parses the flags, shows progress and
 prints the verdicts. Exit 0: no regression; 1: a regression, or a point that failed
 in NEW; 2: bad input (flags, a Python that cannot be run, a worker that dies).
 """
@@ -11,13 +11,14 @@ import os
 import shutil
 import sys
 
-from .. import ab, strict_json
-from ..grid import NAMED_GRIDS, Grid
-from ..stats import NOISY_SPREAD
-from ..values import parse_number
+from ..bench.grid import NAMED_GRIDS, Grid
+from ..bench.spread import NOISY_SPREAD
+from ..comparison import ab
+from ..core import strict_json
+from ..core.values import parse_number
+from .args import (EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError, add_impls, add_sizes, arg_type, error, flatten, fraction,
+                   list_of, non_negative_int, positive_int, probability, warn)
 from .bench import axes_from_args, check_devices
-from .args import (EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError, add_impls, add_sizes, arg_type, error, flatten,
-                   fraction, list_of, non_negative_int, positive_int, probability, warn)
 from .output import ABProgress, human_duration, percent, point_label, sensitivity_line, table, verdict_rows
 
 DEFAULT_GRID = "ci"

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
-from ..values import parse_fraction, parse_int, parse_probability
+from ..core.values import parse_fraction, parse_int, parse_probability
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -34,7 +34,7 @@ def error(msg: str) -> None:
 
 
 def arg_type(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
-    """An argparse type from a parser of `lstm_bench.values` (its ValueError becomes argparse's error)."""
+    """An argparse type from a parser of `lstm_bench.core.values` (its ValueError becomes argparse's error)."""
     def convert(text: str) -> Any:
         try:
             return parse(text)

@@ -1,7 +1,7 @@
 """`lstm-bench bench`: a sweep of the grid, appended point by point to a JSON-lines file.
 
 The axes default to `BENCH_GRID` (`--quick`: `QUICK_GRID`); each flag replaces one axis.
-The sweep itself is `lstm_bench.sweep.run_sweep`; this module parses the flags, shows
+The sweep itself is `lstm_bench.bench.sweep.run_sweep`; this module parses the flags, shows
 progress, and prints the table.
 """
 from __future__ import annotations
@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..devices import available_devices
-from ..grid import BENCH_GRID, NAMED_GRIDS, PLAIN, QUICK_GRID, Grid, Variant
-from ..peak import header_key
-from ..records import PointRecord
-from ..registry import resolve_impls
-from ..results import ResultsFile, load
-from ..stats import NOISY_SPREAD, is_noisy, quartiles
-from ..sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
+from ..bench.grid import BENCH_GRID, NAMED_GRIDS, PLAIN, QUICK_GRID, Grid, Variant
+from ..bench.records import PointRecord
+from ..bench.results import ResultsFile, load
+from ..bench.spread import NOISY_SPREAD, is_noisy, quartiles
+from ..bench.sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
+from ..core.devices import available_devices
+from ..core.registry import resolve_impls
+from ..machine.peak import header_key
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, arg_type,
                    flatten, list_of, non_negative_int, positive_int)
 from .output import ProgressBar, human_bytes, human_duration, table
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
     check_devices(flatten(args.device), grid.points())
     if args.instructions:
-        from ..instructions import unavailable
+        from ..bench.instructions import unavailable
 
         why = unavailable()
         if why:
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     details = results.env.get("matmul_peak") or {}
     peaks = {k: v for k, v in (results.env.get("matmul_peak_gflops") or {}).items() if v}
     if peaks:
-        print("% peak: GFLOP/s (GEMM FLOPs of forward+backward, lstm_bench/flops.py) over this machine's best "
+        print("% peak: GFLOP/s (GEMM FLOPs of forward+backward, lstm_bench/bench/flops.py) over this machine's best "
               "measured GEMM: " + ", ".join(f"{k} {v:.1f} GFLOP/s" + _libraries(details.get(k))
                                           for k, v in peaks.items()))
     print(f"{counts['ok']} measured, {counts['failed']} failed, {counts['skipped']} skipped"

@@ -1,6 +1,6 @@
 """`lstm-bench check`: agreement of implementations with the float64 truth, case by case.
 
-With no sizes it runs the catalogue of `lstm_bench.cases` at `--depth quick` (a few
+With no sizes it runs the catalogue of `lstm_bench.conformance.cases` at `--depth quick` (a few
 dozen cases across the tile boundaries of H, I and B, long-memory cases of 300 steps and
 stress cases): enough to catch the size-threshold and truncation bugs real kernels have.
 With -T/-B/-I/-H it runs every combination of the sizes given instead. Each result is
@@ -17,16 +17,15 @@ import math
 import sys
 from dataclasses import dataclass, field
 
-from ..cases import DEPTHS, STRESS, CaseSpec, catalogue
-from ..contract import check_dtype
-from ..devices import check_device
-from ..registry import available_impls, get_impl, resolve_impls
-from ..support import Unsupported, dtype_name
-from ..testing import truth_of
-from ..timing import set_threads
-from ..tolerance import AgreementReport, check_against_reference
-from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, flatten, list_of,
-                   positive_int)
+from ..conformance.cases import DEPTHS, STRESS, CaseSpec, catalogue
+from ..conformance.judge import judge_against_reference, truth_of
+from ..conformance.policy import AgreementReport
+from ..core.contract import check_dtype
+from ..core.devices import check_device
+from ..core.registry import available_impls, get_impl, resolve_impls
+from ..core.support import Unsupported, dtype_name
+from ..machine.timing import set_threads
+from .args import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, flatten, list_of, positive_int
 from .output import table
 
 DEFAULT_SIZES = {"T": 40, "B": 8, "I": 16, "H": 32}  # the main job's one case
@@ -90,7 +89,7 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
     width = max(len(s.id) for s in specs)
     head = f"{'case':<{width}}  {'implementation':<16} {'max rel':>9} {'err/bound':>9}  result"
     if not summary:
-        print(f"Agreement with {reference} in float64 under the tolerance policy (lstm_bench/tolerance.py): "
+        print(f"Agreement with {reference} in float64 under the tolerance policy (lstm_bench/conformance/policy.py): "
               f"err/bound <= 1 passes. {len(specs)} cases x {len(impls)} implementations on {device}.")
         print(head + "\n" + "-" * len(head))
     interrupted = False
@@ -113,7 +112,7 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
                     result = f"SKIP ({reason})"
                 else:
                     try:
-                        report = check_against_reference(impl, case, reference=reference, truth=truth)
+                        report = judge_against_reference(impl, case, reference=reference, truth=truth)
                     except KeyboardInterrupt:
                         raise
                     except Exception as err:  # a broken implementation is a FAIL, not a crash of the harness

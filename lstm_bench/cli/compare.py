@@ -1,6 +1,6 @@
 """`lstm-bench compare BASE NEW`: per point NEW/BASE time ratio, its CI and a verdict; exit 1 on a regression.
 
-The analysis is `lstm_bench.comparison.compare_runs`; this module prints its result.
+The analysis is `lstm_bench.comparison.runs.compare_runs`; this module prints its result.
 Exit 1 on a regression, on a point that failed in NEW, or on a point measured in BASE
 that NEW lacks (unless --allow-missing); 2 on bad input.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import strict_json
-from ..comparison import Comparison, compare_runs, load_side
-from ..stats import NOISY_SPREAD
+from ..bench.spread import NOISY_SPREAD
+from ..comparison.runs import Comparison, compare_runs, load_side
+from ..core import strict_json
 from .args import EXIT_FAIL, EXIT_OK, UsageError, fraction, probability, warn
 from .output import percent, sensitivity_line, table, verdict_rows
 

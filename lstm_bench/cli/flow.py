@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .. import strict_json
+from ..core import strict_json
 from ..flow.forget import decay_table
 from ..flow.memory_length import check_threshold
 from ..flow.study import Settings, compare_models, fmt, init_study

@@ -1,16 +1,16 @@
-"""`lstm-bench info`: the environment a result is recorded with (`lstm_bench.machine.environment`)."""
+"""`lstm-bench info`: the environment a result is recorded with (`lstm_bench.machine.environment.environment`)."""
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
 
-from ..contract import check_dtype
-from ..devices import check_device
-from ..machine import environment
-from ..peak import peaks
-from ..support import dtype_name
-from ..timing import set_threads
+from ..core.contract import check_dtype
+from ..core.devices import check_device
+from ..core.support import dtype_name
+from ..machine.environment import environment
+from ..machine.peak import peaks
+from ..machine.timing import set_threads
 from .args import EXIT_OK, add_threads
 from .output import table
 

@@ -10,11 +10,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ..cases import CaseSpec
-from ..devices import available_devices
-from ..grid import QUICK_GRID
-from ..registry import available_impls
-from ..sweep import SweepSettings, run_sweep
+from ..bench.grid import QUICK_GRID
+from ..bench.sweep import SweepSettings, run_sweep
+from ..conformance.cases import CaseSpec
+from ..core.devices import available_devices
+from ..core.registry import available_impls
 from .args import EXIT_FAIL, EXIT_OK, add_threads, positive_int
 from .bench import skip_lines, sweep_table
 from .check import DEFAULT_SIZES, run_check

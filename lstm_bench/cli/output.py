@@ -19,9 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..grid import PLAIN, Point
-from ..records import PointRecord
-from ..sweep import SweepObserver, SweepPlan
+from ..bench.grid import PLAIN, Point
+from ..bench.records import PointRecord
+from ..bench.sweep import SweepObserver, SweepPlan
 
 
 def table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, left: int | Collection[int] = 1) -> str:
@@ -124,8 +124,8 @@ def percent(fraction: float | None, digits: int = 1) -> str:
 
 
 def spread_text(spread_base: float, spread_new: float) -> str:
-    """The larger IQR/median of the two sides, marked NOISY above 10 % (`stats.NOISY_SPREAD`)."""
-    from ..stats import NOISY_SPREAD
+    """The larger IQR/median of the two sides, marked NOISY above 10 % (`spread.NOISY_SPREAD`)."""
+    from ..bench.spread import NOISY_SPREAD
 
     worst = max(spread_base, spread_new)
     if math.isnan(worst):
@@ -156,7 +156,7 @@ def verdict_rows(verdicts, points: dict, *, show_method: bool = False) -> tuple[
 
 def sensitivity_line(verdicts, unit: str) -> str:
     """The weakest point's detectable slowdown, and how many more `unit` would bring it to 5 %."""
-    from ..stats import POWER, TARGET
+    from ..comparison.stats import POWER, TARGET
 
     known = [v for v in verdicts if not math.isnan(v.detectable)]
     if not known:

@@ -1,12 +1,12 @@
-"""`lstm-bench plot RESULTS`: PNG charts of a sweep (`lstm_bench.plots`)."""
+"""`lstm-bench plot RESULTS`: PNG charts of a sweep (`lstm_bench.bench.plots`)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from ..plots import plot_results
-from ..results import load
+from ..bench.plots import plot_results
+from ..bench.results import load
 from .args import EXIT_OK
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cases import DEPTHS
-from ..devices import KNOWN_DEVICES
+from ..conformance.cases import DEPTHS
+from ..core.devices import KNOWN_DEVICES
 from .args import list_of, positive_int
 
 

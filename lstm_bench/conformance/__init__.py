@@ -5,7 +5,7 @@
 
 The gates (each parametrised over the kernels under test and their devices):
 
-- test_agreement   the catalogue of cases (`lstm_bench.cases`: size boundaries, long
+- test_agreement   the catalogue of cases (`lstm_bench.conformance.cases`: size boundaries, long
                    memory, stress) against the float64 truth, under the tolerance policy;
 - test_random      cases drawn at random (hypothesis), shrunk to the smallest failing one,
                    printed as the `lstm-bench check` command that reproduces it;

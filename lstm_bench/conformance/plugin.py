@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from ..cases import DEPTHS, CaseSpec, catalogue
-from ..contract import Case
-from ..devices import KNOWN_DEVICES, tf32
-from ..registry import Impl, all_impls, get_impl, resolve_impls
-from ..support import Unsupported
-from ..testing import assert_agrees
+from ..core.contract import Case
+from ..core.devices import KNOWN_DEVICES, tf32
+from ..core.registry import Impl, all_impls, get_impl, resolve_impls
+from ..core.support import Unsupported
+from .assertions import assert_agrees
+from .cases import DEPTHS, CaseSpec, catalogue
 
 # Random cases per kernel and device at each depth (--lstm-examples overrides).
 EXAMPLES = {"quick": 8, "default": 20, "nightly": 300}

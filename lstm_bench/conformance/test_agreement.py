@@ -1,11 +1,10 @@
-"""Agreement with the float64 truth on the catalogue of cases (`lstm_bench.cases`): outputs,
-final states and every gradient under the tolerance policy (`lstm_bench.tolerance`; in
+"""Agreement with the float64 truth on the catalogue of cases (`lstm_bench.conformance.cases`): outputs,
+final states and every gradient under the tolerance policy (`lstm_bench.conformance.policy`; in
 bfloat16 and float16, relative to the vendor's own error), the result in the case's dtype
 and device, the case left unchanged."""
 from __future__ import annotations
 
 import pytest
-
 
 
 def test_agrees_with_float64_truth(lstm_kernel, lstm_case_spec):
@@ -18,10 +17,10 @@ def test_tf32_mode_against_the_vendor(lstm_kernel):
     eps (2^-10). TF32 is otherwise off while a kernel is judged."""
     import torch
 
-    from lstm_bench.cases import CaseSpec
-    from lstm_bench.devices import tf32
-    from lstm_bench.registry import get_impl
-    from lstm_bench.tolerance import TF32_EPS, VENDOR, vendor_relative
+    from lstm_bench.conformance.cases import CaseSpec
+    from lstm_bench.conformance.policy import TF32_EPS, VENDOR, vendor_relative
+    from lstm_bench.core.devices import tf32
+    from lstm_bench.core.registry import get_impl
 
     if lstm_kernel.device != "cuda":
         pytest.skip("TF32 is a CUDA mode (Ampere GPUs and newer)")

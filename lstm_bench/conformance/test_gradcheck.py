@@ -1,4 +1,4 @@
-"""Finite differences: the kernel, wrapped as an autograd Function (`lstm_bench.function`),
+"""Finite differences: the kernel, wrapped as an autograd Function (`lstm_bench.conformance.function`),
 passes `torch.autograd.gradcheck` in float64, on small cases of every configuration axis.
 Independent of any other implementation: the truth here is the kernel's own forward,
 differentiated numerically."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstm_bench.cases import CaseSpec
-from lstm_bench.function import lstm
+from lstm_bench.conformance.cases import CaseSpec
+from lstm_bench.conformance.function import lstm
 
 # Finite differences cost two evaluations per input element, so the configured cases are as
 # small as keeps T, B, I and H distinct where the configuration allows (B != H catches a

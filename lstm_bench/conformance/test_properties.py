@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lstm_bench.cases import CaseSpec
-from lstm_bench.testing import (assert_batch_independent, assert_deterministic, assert_inputs_unchanged,
-                                assert_stateless)
+from lstm_bench.conformance.assertions import (assert_batch_independent, assert_deterministic, assert_inputs_unchanged,
+                                               assert_stateless)
+from lstm_bench.conformance.cases import CaseSpec
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 

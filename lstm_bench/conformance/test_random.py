@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from lstm_bench.cases import CaseSpec
-from lstm_bench.support import Support
-from lstm_bench.testing import assert_agrees
+from lstm_bench.conformance.assertions import assert_agrees
+from lstm_bench.conformance.cases import CaseSpec
+from lstm_bench.core.support import Support
 
 RANDOM_DTYPES = ("float32", "float64")
 

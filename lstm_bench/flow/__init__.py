@@ -12,8 +12,7 @@
 from .diagnostics import DiagnosticsReport, GradientDiagnostics
 from .forget import decay_table, forget_stats, simulate_gradient_decay, span_products, steps_to_fall
 from .init import INITS, apply_init_, chrono_init_, set_forget_bias_
-from .jacobian import (JacobianProfile, cell_jacobian_terms, decompose_sequence, state_jacobian,
-                       state_jacobian_terms)
+from .jacobian import JacobianProfile, cell_jacobian_terms, decompose_sequence, state_jacobian, state_jacobian_terms
 from .memory_length import MemoryLength, effective_memory, measure_effective_memory
 from .models import make_model, recurrent_layers
 from .norms import StepGrads, lstm_case, step_gradients

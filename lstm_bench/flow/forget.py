@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from ..contract import Case, gate_slice
+from ..core.contract import Case, gate_slice
 from ..impls import vectorised
 
 DECAY_F = (0.5, 0.9, 0.95, 0.99, 0.999)

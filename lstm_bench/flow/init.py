@@ -2,7 +2,7 @@
 
 PyTorch adds two bias vectors, bias_ih + bias_hh, each (4H,) in gate order i, f, g, o.
 The helpers set the *sum*: the value goes into bias_ih and bias_hh's slice is zeroed,
-so a bias is counted once (as `lstm_bench.contract.make_case(forget_bias=...)` does).
+so a bias is counted once (as `lstm_bench.core.contract.make_case(forget_bias=...)` does).
 
 - constant forget bias b_f (Gers et al. 2000; Jozefowicz et al. 2015 recommend 1):
   f_t = sigmoid(... + b_f) starts near sigmoid(b_f), 0.73 for b_f = 1.
@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from ..contract import gate_slice
+from ..core.contract import gate_slice
 from .models import CHRONO_SEED_OFFSET
 
 INITS = ("pytorch", "bias 0", "bias 1", "bias 2", "chrono")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..contract import Case, gate_slices
+from ..core.contract import Case, gate_slices
 from ..impls import vectorised
 
 VIA = ("i", "f", "g")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..values import check_positive_int
+from ..core.values import check_positive_int
 from .models import X_SEED_OFFSET, check_single_layer
 from .norms import step_gradients
 

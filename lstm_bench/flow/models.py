@@ -12,7 +12,7 @@ PyTorch's conventions (gate orders as in its parameter layout):
           z = sigmoid(x W_iz^T + b_iz + h W_hz^T + b_hz)
           n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
           h_t = (1 - z) * n + z * h_{t-1}
-    LSTM: as in lstm_bench.contract (gate order i, f, g, o)
+    LSTM: as in lstm_bench.core.contract (gate order i, f, g, o)
 """
 from __future__ import annotations
 

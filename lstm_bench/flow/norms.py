@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..contract import Case, LSTMConfig
+from ..core.contract import Case, LSTMConfig
 from ..impls import reference, vectorised
 from .models import check_single_layer, gru_step, kind_of, layer_weights, rnn_step
 

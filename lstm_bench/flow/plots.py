@@ -1,4 +1,4 @@
-"""PNG plots of the flow studies (matplotlib is optional, "lstm-bench[plot]"; loaded by `lstm_bench.plots.pyplot`).
+"""PNG plots of the flow studies (matplotlib is optional, "lstm-bench[plot]"; loaded by `lstm_bench.bench.plots.pyplot`).
 
 Gradient curves are drawn against the distance from the loss, d = T - t (0 at the step
 the loss is on), not against the absolute step as the seed did, in a linear and a log
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..plots import pyplot
+from ..bench.plots import pyplot
 from .forget import simulate_gradient_decay
 from .study import FlowSummary
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..contract import check_dtype
-from ..values import check_positive_int
-from ..devices import check_device
+from ..core.contract import check_dtype
+from ..core.devices import check_device
+from ..core.values import check_positive_int
 from .forget import forget_stats, forget_values
 from .init import apply_init_
 from .jacobian import JacobianProfile, decompose_sequence

@@ -1,15 +1,15 @@
 """The built-in BPTT implementations, registered under the names in `BUILTIN`.
 
-Each declares what it supports (`lstm_bench.support`): every one implements nn.LSTM's
+Each declares what it supports (`lstm_bench.core.support`): every one implements nn.LSTM's
 whole configuration (layers, directions, projection, batch_first, lengths). bfloat16 and
 float16: `nn_lstm` is the vendor, the low-precision yardstick; `reference` and
 `vectorised` keep their sums in float32 and pass the low-precision policy. `autograd` and
 `nn_lstm_native` are float32/float64 only: autograd's engine and ATen's own kernels sum a
 weight's gradient over the T steps in the weight's dtype, which in bfloat16 at T = 300
 measured 2.3x (autograd) and 1.5x (ATen) the policy's bound against oneDNN
-(`python -m benchmarks.gate_study low_precision`).
+(`python -m studies.gate_study low_precision`).
 """
-from ..registry import register_impl
+from ..core.registry import register_impl
 from . import autograd, nn_lstm, reference, vectorised
 
 # The names of the built-in implementations: the one list the grid, the tests and the docs use.

@@ -1,4 +1,4 @@
-"""Autograd BPTT: the forward of `lstm_bench.contract` in torch ops, gradients by
+"""Autograd BPTT: the forward of `lstm_bench.core.contract` in torch ops, gradients by
 `torch.autograd.grad` with the case's upstream gradients (the seed notebook's baseline).
 
 Layers, directions and lengths are composed by `impls/stack.py`, whose composition is
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..contract import Case, Result
+from ..core.contract import Case, Result
 from . import stack
 from .stack import LayerWeights
 
@@ -35,7 +35,7 @@ class States:
 
 def layer_forward(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w: LayerWeights,
                   mask: torch.Tensor | None) -> States:
-    """One layer in one direction, in differentiable torch ops (the equations of lstm_bench.contract)."""
+    """One layer in one direction, in differentiable torch ops (the equations of lstm_bench.core.contract)."""
     xw = x @ w.weight_ih.T + w.bias_ih + w.bias_hh  # input projection of all steps at once
     r, c = [h0], [c0]
     for t in range(x.shape[0]):

@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..contract import Case, Result
+from ..core.contract import Case, Result
 from .autograd import Graph, backward
 
 # One module is kept and refilled per call, so that a timed call does not pay for

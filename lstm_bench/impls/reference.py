@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..contract import GATES, Case, Result, gate_slices
+from ..core.contract import GATES, Case, Result, gate_slices
 from . import stack
 from .stack import LayerGrads, LayerWeights
 

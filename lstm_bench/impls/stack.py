@@ -2,7 +2,7 @@
 
 The manual implementations (`reference`, `vectorised`) each compute one layer in one
 direction by hand; this module composes them into nn.LSTM's whole configuration, by hand
-too (no autograd), the same way for both (see `lstm_bench.contract` for the equations):
+too (no autograd), the same way for both (see `lstm_bench.core.contract` for the equations):
 
     x (T, B, I)            time-major (a batch_first case is transposed on the way in and out)
     mask (T, B)            step t of sequence b is real iff t < L_b (all real without lengths)
@@ -33,11 +33,11 @@ from typing import Any, Callable
 
 import torch
 
-from ..contract import Case, LSTMConfig, Result
+from ..core.contract import Case, LSTMConfig, Result
 
 # Low-precision cases keep their weight-gradient sums in float32, as the vendors' kernels do
 # (oneDNN and cuDNN): a sum of T per-step terms rounded to bfloat16 at every step loses
-# about T times bfloat16's precision (lstm_bench.tolerance, low precision).
+# about T times bfloat16's precision (lstm_bench.conformance.policy, low precision).
 ACCUMULATE = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lstm_bench.grid import Point, skip_reason
-from lstm_bench.grid import grid_from_env
+from lstm_bench.bench.grid import Point, grid_from_env, skip_reason
 
 
 def pytest_generate_tests(metafunc):

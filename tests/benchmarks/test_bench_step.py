@@ -1,17 +1,17 @@
 """pytest-benchmark over the shared grid: forward and forward+backward of each point.
 
-Each test times `lstm_bench.timing.step_fn` (the callable asv times too) after one
-untimed warm-up call, under the thread count of `lstm_bench.timing.set_threads`, and
+Each test times `lstm_bench.machine.timing.step_fn` (the callable asv times too) after one
+untimed warm-up call, under the thread count of `lstm_bench.machine.timing.set_threads`, and
 puts the point's FLOPs, saved bytes and peak bytes in `benchmark.extra_info`. Tests
 are grouped by case, so the implementations of one case are compared side by side.
 """
 from __future__ import annotations
 
-from lstm_bench.contract import check_result
-from lstm_bench.grid import PLAIN, Point
-from lstm_bench.memory import peak_bytes, saved_bytes
-from lstm_bench.registry import get_impl
-from lstm_bench.timing import set_threads, step_fn
+from lstm_bench.bench.grid import PLAIN, Point
+from lstm_bench.core.contract import check_result
+from lstm_bench.core.registry import get_impl
+from lstm_bench.machine.memory import peak_bytes, saved_bytes
+from lstm_bench.machine.timing import set_threads, step_fn
 
 
 def _run(benchmark, point: Point, *, backward: bool):

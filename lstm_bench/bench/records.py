@@ -1,0 +1,182 @@
+"""The typed records of a sweep: what was measured at a point, and how the point ended.
+
+A `PointRecord` is one line of a results file (`lstm_bench.bench.results`): the `Point`, its
+status ("ok", "failed" or "skipped"), and the `Measurement` (ok), the error (failed) or
+the reason (skipped). Only what cannot be derived is stored: the point's key, its FLOPs,
+GFLOP/s and the medians follow from the point and the samples; the thread count and the
+torch version are in the file's header.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from ..machine.load import Load
+from .grid import Point
+
+STATUSES = ("ok", "failed", "skipped")
+
+
+def _seconds(name: str, value: object) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in value):
+        raise ValueError(f"measurement.{name} must be a list of positive seconds, got {value!r}")
+    return tuple(float(x) for x in value)
+
+
+def _optional(name: str, value: object, kind: type) -> object:
+    if kind is float and value in ("nan", "inf", "-inf"):  # how strict JSON (lstm_bench.core.strict_json) stores them
+        return float(value)
+    if value is None or (isinstance(value, kind) and not isinstance(value, bool)) or \
+            (kind is float and isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"measurement.{name} must be a {kind.__name__} or null, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One point's figures (`lstm_bench.bench.measure.measure_point`).
+
+    forward_s, forward_backward_s   seconds per call, one per repeat; forward_s is empty
+                                    when the implementation has no forward/backward halves
+    saved_bytes, peak_bytes         `lstm_bench.machine.memory`; None when not measured
+    max_rel_error                   max over the outputs and every gradient of
+                                    max|a - b| / max|b|, b the float64 reference; None when not measured
+    backend                         what ran (`Result.backend`)
+    load                            the machine's load around the point (`lstm_bench.machine.load.Load`:
+                                    load average, CPU steal, threads); None in files
+                                    written before lstm-bench 0.2
+    instructions                    CPU instructions of one forward+backward under callgrind
+                                    (`lstm_bench.bench.instructions`, `bench --instructions`); None
+                                    when not measured
+    peak_gflops                     the matmul peak this point was checked against (GFLOP/s;
+                                    `measure.check_possible`), which "% of peak" divides by;
+                                    None where there was none (then the header's, if any)
+    """
+
+    forward_s: tuple[float, ...]
+    forward_backward_s: tuple[float, ...]
+    saved_bytes: int | None = None
+    peak_bytes: int | None = None
+    max_rel_error: float | None = None
+    backend: str = ""
+    load: Load | None = None
+    instructions: int | None = None
+    peak_gflops: float | None = None
+
+    @property
+    def forward_median_s(self) -> float | None:
+        return statistics.median(self.forward_s) if self.forward_s else None
+
+    @property
+    def forward_backward_median_s(self) -> float:
+        return statistics.median(self.forward_backward_s)
+
+    @property
+    def has_halves(self) -> bool:
+        """False when the implementation was registered without forward/backward halves."""
+        return bool(self.forward_s)
+
+    def samples(self, metric: str) -> tuple[float, ...]:
+        """The repeats of `metric`, "forward" or "forward_backward"."""
+        if metric not in ("forward", "forward_backward"):
+            raise ValueError(f"metric must be 'forward' or 'forward_backward', got {metric!r}")
+        return self.forward_s if metric == "forward" else self.forward_backward_s
+
+    def to_json(self) -> dict:
+        d = {"forward_s": list(self.forward_s), "forward_backward_s": list(self.forward_backward_s),
+             "saved_bytes": self.saved_bytes, "peak_bytes": self.peak_bytes,
+             "max_rel_error": self.max_rel_error, "backend": self.backend}
+        # Written only when present, so a record without them reads the same in lstm-bench 0.1
+        # (which ignores fields it does not know) and here.
+        if self.load is not None:
+            d["load"] = self.load.to_json()
+        if self.instructions is not None:
+            d["instructions"] = self.instructions
+        if self.peak_gflops is not None:
+            d["peak_gflops"] = self.peak_gflops
+        return d
+
+    @classmethod
+    def from_json(cls, d: object) -> "Measurement":
+        """From a stored record; ValueError naming the field. Fields older files also held are ignored;
+        fields newer ones add (load, instructions) may be missing."""
+        if not isinstance(d, dict):
+            raise ValueError(f"measurement must be an object, got {d!r}")
+        fb = _seconds("forward_backward_s", d.get("forward_backward_s"))
+        if not fb:
+            raise ValueError("measurement.forward_backward_s is empty")
+        return cls(
+            forward_s=_seconds("forward_s", d.get("forward_s", [])), forward_backward_s=fb,
+            saved_bytes=_optional("saved_bytes", d.get("saved_bytes"), int),
+            peak_bytes=_optional("peak_bytes", d.get("peak_bytes"), int),
+            max_rel_error=_optional("max_rel_error", d.get("max_rel_error"), float),
+            backend=str(d.get("backend") or ""),
+            load=Load.from_json(d["load"]) if d.get("load") is not None else None,
+            instructions=_optional("instructions", d.get("instructions"), int),
+            peak_gflops=_optional("peak_gflops", d.get("peak_gflops"), float),
+        )
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    """How one point of a sweep ended: ok with a measurement, failed with an error, or skipped with a reason."""
+
+    point: Point
+    status: str
+    measurement: Measurement | None = None
+    error: str = ""
+    reason: str = ""
+    time: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if (self.status == "ok") != (self.measurement is not None):
+            raise ValueError(f"a {self.status!r} record {'needs' if self.status == 'ok' else 'has no'} a measurement")
+
+    @property
+    def key(self) -> str:
+        return self.point.key
+
+    @property
+    def gflops(self) -> float | None:
+        """Achieved GFLOP/s of the median forward+backward (`Point.flops` / seconds / 1e9); None unless ok."""
+        if self.measurement is None:
+            return None
+        return self.point.flops / self.measurement.forward_backward_median_s / 1e9
+
+    def to_json(self) -> dict:
+        rec: dict = {"kind": "point", "point": self.point.as_dict(), "status": self.status, "time": self.time}
+        if self.measurement is not None:
+            rec["measurement"] = self.measurement.to_json()
+        if self.status == "failed":
+            rec["error"] = self.error
+        if self.status == "skipped":
+            rec["reason"] = self.reason
+        return rec
+
+    @classmethod
+    def from_json(cls, rec: dict) -> "PointRecord":
+        """From one stored line; ValueError naming what is wrong."""
+        if rec.get("kind") != "point":
+            raise ValueError(f"expected a point record (kind 'point'), got kind {rec.get('kind')!r}")
+        for name in ("point", "status"):
+            if name not in rec:
+                raise ValueError(f"point record is missing {name!r}")
+        if not isinstance(rec["point"], dict):
+            raise ValueError(f"'point' must be an object, got {rec['point']!r}")
+        try:
+            point = Point.from_dict(rec["point"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"'point' is not a valid grid point ({err})") from None
+        if "key" in rec and rec["key"] != point.key:  # files of format 1 store the key too
+            raise ValueError(f"'key' {rec['key']!r} does not match its point ({point.key!r})")
+        measurement = None
+        if rec["status"] == "ok":
+            if "measurement" not in rec:
+                raise ValueError("an 'ok' point record needs a 'measurement' object")
+            measurement = Measurement.from_json(rec["measurement"])
+        return cls(point, rec["status"], measurement, error=str(rec.get("error") or ""),
+                   reason=str(rec.get("reason") or ""), time=str(rec.get("time") or ""))

@@ -1,0 +1,105 @@
+"""The procedure that judges: run the float64 truth, measure the case's sensitivity, run an
+implementation and judge it under the policy (`policy.py`). The float64 truth of a case spec
+is computed once per process (`truth_of`), the one cache of it in the package.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import torch
+
+from ..core.contract import Case, Result
+from ..core.registry import get_impl
+from ..core.support import Unsupported
+from .cases import CaseSpec
+from .policy import (LOW_PRECISION, LOWP_MIN_HIDDEN, PERTURBATIONS, VENDOR, VENDOR_FACTOR, AgreementReport, agreement,
+                     describe, vendor_relative)
+
+
+def sensitivity(case: Case, reference: str = "autograd", *, eps: float | None = None,
+                perturbations: int = PERTURBATIONS, seed: int = 0,
+                base: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Per tensor, max |b' - b| where b is `reference` run on the case in float64 and b'
+    the same on the case with every tensor scaled elementwise by (1 + eps * U(-1, 1)).
+
+    `eps` defaults to the case dtype's machine epsilon; `base` is b, when already computed
+    (`Result.tensors()` of that float64 run).
+    """
+
+    eps = torch.finfo(case.dtype).eps if eps is None else eps
+    impl = get_impl(reference)
+    case64 = case.to(dtype=torch.float64)
+    base = impl(case64).tensors() if base is None else base
+    gen = torch.Generator().manual_seed(seed)
+    sens = {k: 0.0 for k in base}
+    for _ in range(perturbations):
+        noisy = {k: v * (1 + eps * (torch.rand(v.shape, generator=gen, dtype=v.dtype) * 2 - 1).to(v.device))
+                 for k, v in case64.tensors().items()}
+        moved = impl(case64.with_tensors(noisy)).tensors()
+        for k in base:
+            sens[k] = max(sens[k], (moved[k] - base[k]).abs().max().item())
+    return sens
+
+
+@dataclass
+class Reference:
+    """What a result on a case is judged against: the float64 truth and the policy's
+    sensitivity, or for a low-precision case the vendor's result at the case's dtype."""
+
+    truth: Result
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    vendor: Result | None = None
+
+
+def reference_of(case: Case, reference: str = "autograd") -> Reference:
+    """The float64 truth of `case` from `reference`, and its sensitivity, or (low precision)
+    `VENDOR`'s result on the case itself. A vendor that cannot run the case makes it
+    `Unsupported` (no yardstick, no verdict)."""
+
+    if case.dtype in LOW_PRECISION and case.sizes[3] < LOWP_MIN_HIDDEN:
+        raise Unsupported(f"a {case.dtype} case is judged against the vendor's error only from H = "
+                          f"{LOWP_MIN_HIDDEN} up (a tensor of fewer elements has a noisy max error); H = {case.sizes[3]}")
+    truth = get_impl(reference)(case.to(dtype=torch.float64))
+    if case.dtype not in LOW_PRECISION:
+        return Reference(truth, sensitivity(case, reference, base=truth.tensors()))
+    try:
+        vendor = get_impl(VENDOR)(case.clone())
+    except Exception as err:
+        raise Unsupported(f"no {VENDOR} result to judge a {case.dtype} case against: {type(err).__name__}: "
+                          f"{err}") from None
+    return Reference(truth, vendor=vendor)
+
+
+def judge_against_reference(impl, case: Case, *, reference: str = "autograd",
+                            truth: Reference | None = None) -> AgreementReport:
+    """Run `impl` (a name or Impl) on `case` and judge it against `reference` in float64
+    (for a low-precision case, relative to the vendor's own error: `vendor_relative`).
+
+    The truth is computed from a copy taken before `impl` runs (or given, as
+    `reference_of(case)`), and the case is compared with that copy afterwards: an
+    implementation that modifies its inputs fails, naming the tensor. A result in
+    another dtype or on another device than the case raises ValueError (the contract).
+    """
+
+    impl = get_impl(impl) if isinstance(impl, str) else impl
+    pristine = case.clone()
+    ref = reference_of(pristine, reference) if truth is None else truth
+    got = impl(case)
+    title = f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | {describe(case)}"
+    if ref.vendor is not None:
+        title += f" | low precision: vs {VENDOR} [{ref.vendor.backend}]'s error x {VENDOR_FACTOR:g} + eps"
+        report = vendor_relative(got, ref.vendor, ref.truth, dtype=case.dtype, title=title)
+    else:
+        report = agreement(got, ref.truth, dtype=case.dtype, sensitivity=ref.sensitivity, title=title)
+    report.problems += [f"{impl.name} modified case.{name} in place (inputs are read-only)"
+                        for name in case.modified(pristine)]
+    return report
+
+
+@functools.lru_cache(maxsize=256)
+def truth_of(spec: CaseSpec, device: str = "cpu", reference: str = "autograd") -> Reference:
+    """What `spec` on `device` is judged against (`reference_of` with the registered
+    implementation `reference`), computed once per process: a case is made afresh from its
+    spec, so the truth never sees what a kernel under test did to its inputs."""
+    return reference_of(spec.make(device), reference)

@@ -1,0 +1,251 @@
+"""Named BPTT implementations, the built-in ones and any a user registers.
+
+An implementation is a callable `case -> Result`. It may also give its two halves,
+`forward(case) -> saved` (the forward half of a training step, returning whatever
+backward needs) and `backward(case, saved) -> Result`, so that the benchmarks can
+time the forward alone and measure what is kept alive between the two.
+
+A user's implementation is registered with `register_impl`, or loaded by name from
+its module with `load_impl("mypkg.kernels:my_lstm")` (also `path/to/file.py:my_lstm`),
+which is what `--impl` does on the command line. Each declares what it supports
+(`lstm_bench.core.support`: devices, dtypes, size limits, determinism); a case outside that
+is skipped with the reason, never judged.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .contract import Case, Result, check_case, check_result
+from .devices import KNOWN_DEVICES, check_device
+from .support import DEFAULT_DTYPES, FEATURES, Support, Unsupported, needed_features
+
+ImplFn = Callable[[Case], Result]
+
+
+@dataclass(frozen=True)
+class Impl:
+    """A registered implementation. Calling it checks the case, runs, and checks the result."""
+
+    name: str
+    fn: ImplFn
+    support: Support = Support()
+    forward: Callable[[Case], Any] | None = None
+    backward: Callable[[Case, Any], Result] | None = None
+    description: str = ""
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return self.support.devices
+
+    def __call__(self, case: Case) -> Result:
+        self.check_case(case)
+        return check_result(self.fn(case), case, self.name)
+
+    def unsupported(self, case: Case) -> str | None:
+        """Why this implementation does not support `case` (as it declared), or None."""
+        T, B, I, H = case.sizes
+        reason = self.support.reason(device=case.device.type, dtype=case.dtype, sizes={"T": T, "B": B, "I": I, "H": H},
+                                     features=needed_features(case.config, case.lengths))
+        return None if reason is None else f"implementation {self.name!r} {reason}"
+
+    def check_case(self, case: Case) -> Case:
+        """Validate `case`; `Unsupported` (a ValueError) with the reason when it is outside what this supports."""
+        check_case(case)
+        reason = self.unsupported(case)
+        if reason is not None:
+            raise Unsupported(reason)
+        return case
+
+    def split(self) -> tuple[Callable[[Case], Any], Callable[[Case, Any], Result]]:
+        """(forward, backward) halves; raise NotImplementedError when the implementation has none."""
+        if self.forward is None or self.backward is None:
+            raise NotImplementedError(f"implementation {self.name!r} registered no separate forward/backward")
+        return self.forward, self.backward
+
+
+_REGISTRY: dict[str, Impl] = {}
+
+
+def register_impl(
+    name: str,
+    fn: ImplFn,
+    devices: Iterable[str] = KNOWN_DEVICES,
+    *,
+    forward: Callable[[Case], Any] | None = None,
+    backward: Callable[[Case, Any], Result] | None = None,
+    description: str = "",
+    replace: bool = False,
+    dtypes: Iterable[str] = DEFAULT_DTYPES,
+    features: Iterable[str] = FEATURES,
+    max_sizes: dict[str, int] | None = None,
+    deterministic: bool = True,
+    why_nondeterministic: str = "",
+) -> Impl:
+    """Put `fn` (case -> Result) under the harness's gates and benchmarks as `name`.
+
+    `devices`, `dtypes`, `features` (of nn.LSTM's configuration, `lstm_bench.core.support`) and
+    `max_sizes` declare what it supports (cases outside are skipped with the reason); `deterministic=False` (with `why_nondeterministic`) makes
+    the determinism gate an expected failure. `forward`/`backward` halves let the
+    benchmarks time the forward alone and measure what it keeps for the backward.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"implementation name must be a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise ValueError(f"implementation {name!r}: fn must be callable, got {type(fn).__name__}")
+    if (forward is None) != (backward is None):
+        raise ValueError(f"implementation {name!r}: give both forward and backward, or neither")
+    support = Support.declare(devices=devices, dtypes=dtypes, features=features, max_sizes=max_sizes,
+                              deterministic=deterministic, why_nondeterministic=why_nondeterministic, name=name)
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"implementation {name!r} is already registered; pass replace=True to replace it")
+    impl = Impl(name, fn, support, forward, backward, description)
+    _REGISTRY[name] = impl
+    return impl
+
+
+def unregister_impl(name: str) -> None:
+    """Remove a registered implementation (KeyError if unknown)."""
+    get_impl(name)
+    del _REGISTRY[name]
+
+
+def get_impl(name: str) -> Impl:
+    """The implementation registered as `name`; KeyError listing the known names otherwise."""
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown implementation {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def available_impls(device: str | torch.device = "cpu") -> list[str]:
+    """Names of the implementations that run on `device` (which must exist here)."""
+    _load_builtins()
+    dev = check_device(device).type
+    return [name for name, impl in _REGISTRY.items() if dev in impl.devices]
+
+
+def all_impls() -> list[str]:
+    """Every registered name, whatever its devices."""
+    _load_builtins()
+    return list(_REGISTRY)
+
+
+def _import_module(module: str, spec: str) -> Any:
+    """The module `module` names: a dotted name (importable, or in the working directory) or a .py file."""
+    if module.endswith(".py") or os.sep in module:
+        path = Path(module).resolve()
+        if not path.is_file():
+            raise ValueError(f"{spec}: no such file {module!r}")
+        name = "lstm_bench_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        if name in sys.modules:  # the same file twice in one process: the same functions
+            return sys.modules[name]
+        loader = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(loader)
+        sys.modules[name] = mod
+        try:
+            loader.loader.exec_module(mod)
+        except Exception as err:
+            del sys.modules[name]
+            raise ValueError(f"{spec}: importing {module} failed: {type(err).__name__}: {err}") from None
+        return mod
+    # A console script's sys.path does not hold the working directory; the user's
+    # module usually lives there.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"{spec}: cannot import module {module!r} ({err})") from None
+    except Exception as err:
+        raise ValueError(f"{spec}: importing {module!r} failed: {type(err).__name__}: {err}") from None
+
+
+DECLARATIONS = ("devices", "dtypes", "features", "max_sizes", "deterministic", "why_nondeterministic")
+
+
+def declared_by(fn: Callable) -> tuple[dict[str, Any], Callable | None, Callable | None]:
+    """What attributes on a kernel function declare: those of `DECLARATIONS` it has (as keyword
+    arguments of `register_impl` / `Support.declare`), and its forward and backward halves
+    (both callable, else both None)."""
+    declared = {k: getattr(fn, k) for k in DECLARATIONS if hasattr(fn, k)}
+    forward, backward = getattr(fn, "forward", None), getattr(fn, "backward", None)
+    if not (callable(forward) and callable(backward)):
+        forward = backward = None
+    return declared, forward, backward
+
+
+def load_impl(spec: str) -> Impl:
+    """Import and register the function `[NAME=]module:function` (or `[NAME=]path/file.py:function`) names.
+
+    The function follows the contract `case -> Result`. Optional attributes on it
+    declare what `register_impl` takes (`declared_by`): `devices`, `dtypes`, `features`,
+    `max_sizes`, `deterministic`, `why_nondeterministic`, and `forward` and `backward` (the two
+    halves, so that the forward is timed alone and its saved activations measured). It
+    is registered as NAME, by default the function's name; loading the same function
+    again returns the same Impl. ValueError, naming what was wrong, otherwise.
+    """
+    name, sep, target = spec.partition("=")
+    if not sep:
+        name, target = "", spec
+    module, _, attr = target.rpartition(":")
+    if not module or not attr:
+        raise ValueError(f"{spec!r}: expected module:function or path/file.py:function")
+    obj = _import_module(module, spec)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{spec}: {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{spec}: {attr!r} is not callable (it is a {type(obj).__name__})")
+    name = name or attr.split(".")[-1]
+    existing = _REGISTRY.get(name)
+    if existing is not None:
+        if existing.fn is obj:
+            return existing
+        raise ValueError(f"{spec}: the name {name!r} is taken by another implementation; "
+                         f"name yours NAME={target}")
+    declared, forward, backward = declared_by(obj)
+    devices = declared.pop("devices", KNOWN_DEVICES)
+    try:
+        return register_impl(name, obj, devices, forward=forward, backward=backward, description=target,
+                             **declared)
+    except ValueError as err:
+        raise ValueError(f"{spec}: {err}") from None
+
+
+def resolve_impls(specs: Iterable[str]) -> list[str]:
+    """Registered names for `specs`: each a registered name, or module:function to load (`load_impl`).
+
+    KeyError for a name that is neither; duplicates are dropped, order is kept."""
+    names: list[str] = []
+    for spec in specs:
+        if spec in all_impls():
+            name = spec
+        elif ":" in spec:
+            name = load_impl(spec).name
+        else:
+            raise KeyError(f"unknown implementation {spec!r}; known: {', '.join(all_impls())} "
+                           f"(or give module:function)")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _load_builtins() -> None:
+    # The built-in implementations register themselves on import; done lazily so that importing
+    # the registry from them does not recurse.
+    from .. import impls  # noqa: F401
+
+
+__all__ = ["Impl", "register_impl", "unregister_impl", "get_impl", "available_impls", "all_impls",
+           "load_impl", "resolve_impls"]

@@ -1,0 +1,114 @@
+"""The one measuring routine: thread count, what a timed call is, and the timing loop.
+
+asv and pytest-benchmark bring their own statistics loops; they time the callables
+made here (`step_fn`), which end with a device synchronisation on CUDA, under the
+thread count fixed here. `time_fn` is the loop used by `measure_point` and the CLI.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from typing import Any, Callable
+
+import torch
+
+from ..core.devices import check_device
+from ..core.values import check_int, check_positive_int, from_env, parse_int
+
+THREADS_ENV = "LSTM_BENCH_THREADS"
+MAX_DEFAULT_THREADS = 4
+
+
+def default_threads() -> int:
+    """$LSTM_BENCH_THREADS if set, else min(4, CPUs this process may run on).
+
+    Capped at 4 so that results from bigger machines stay comparable with small ones,
+    and fixed (not torch's default, which follows the machine's load-time settings).
+    """
+    n = from_env(THREADS_ENV, parse_int, None)
+    if n is not None:
+        return n
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_THREADS, cpus))
+
+
+def set_threads(n: int | None = None) -> int:
+    """Fix torch's intra-op thread count to `n` (default: `default_threads()`) and return it."""
+    n = default_threads() if n is None else check_positive_int("threads", n)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait for all queued work on `device` (a no-op on CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_fn(impl: Any, case: Any, *, backward: bool) -> Callable[[], object]:
+    """The callable every tool times: the forward half alone, or forward+backward.
+
+    `impl` is an `Impl`; its `split()` halves are called directly so that the timed
+    region holds no validation. On CUDA the call ends with a synchronisation, so a
+    host-side timer sees the kernels' time, not the launch time.
+    """
+    forward, backward_half = impl.split()
+    device = case.device
+
+    if backward:
+        def call() -> object:
+            out = backward_half(case, forward(case))
+            synchronize(device)
+            return out
+    else:
+        def call() -> object:
+            out = forward(case)
+            synchronize(device)
+            return out
+    return call
+
+
+def time_fn(fn: Callable[[], object], *, device: str, repeats: int, warmup: int, number: int = 1) -> list[float]:
+    """Seconds per call of `fn`, one figure per repeat (each the mean of `number` calls).
+
+    `warmup` untimed calls first (cuDNN chooses algorithms and allocators fill their
+    caches on first use). On CUDA the timed region is bracketed by CUDA events after a
+    synchronisation, so asynchronous launches are not mistaken for work done; on CPU
+    it is `time.perf_counter`. The garbage collector is off inside the timed region.
+    """
+    dev = check_device(device)
+    repeats = check_int("repeats", repeats, 1)
+    warmup = check_int("warmup", warmup, 0)
+    number = check_int("number", number, 1)
+    if not callable(fn):
+        raise ValueError(f"fn must be callable, got {type(fn).__name__}")
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(number):
+                    fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / 1e3 / number)
+            else:
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                times.append((time.perf_counter() - t0) / number)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return times
