@@ -164,7 +164,7 @@ class TrackInstructions:
     def setup(self, name):
         impl, T, B, H = next(p for p in INSTRUCTION_POINTS if f"{p[0]}-T{p[1]}-B{p[2]}-H{p[3]}" == name)
         self.point = Point(impl, T, B, H, H, "cpu", "float32")
-        reason = instructions.unavailable() or instructions.eligible(self.point) or skip_reason(self.point)
+        reason = instructions.unavailable_reason() or instructions.ineligible_reason(self.point) or skip_reason(self.point)
         if reason is not None:
             raise NotImplementedError(reason)
 

@@ -202,8 +202,8 @@ def test_a_feature_a_kernel_does_not_declare_is_skipped_with_the_reason():
     register_impl("test_single_layer_only", get_impl("vectorised").fn, devices=["cpu"], features=())
     try:
         impl = get_impl("test_single_layer_only")
-        assert impl.unsupported(make_case(3, 2, 3, 4)) is None
-        reason = impl.unsupported(make_case(3, 2, 3, 4, num_layers=2, lengths=torch.tensor([3, 1])))
+        assert impl.unsupported_reason(make_case(3, 2, 3, 4)) is None
+        reason = impl.unsupported_reason(make_case(3, 2, 3, 4, num_layers=2, lengths=torch.tensor([3, 1])))
         assert "does not implement layers, lengths" in reason
     finally:
         unregister_impl("test_single_layer_only")

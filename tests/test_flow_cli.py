@@ -13,7 +13,7 @@ from lstm_bench.cli.flow import table
 from lstm_bench.cli.output import table as cli_table
 from lstm_bench.core.strict_json import finite
 from lstm_bench.flow.plots import plot_curves
-from lstm_bench.flow.study import COMPARISON, Settings, run_config
+from lstm_bench.flow.study import COMPARISON, FlowSettings, run_config
 
 
 def main(argv: list[str]) -> int:
@@ -100,7 +100,7 @@ def test_non_finite_gradients_exit_2_with_one_line(monkeypatch, tmp_path, capsys
 
 
 def test_plot_of_a_missing_gradient_is_a_value_error(tmp_path):
-    rnn = run_config(COMPARISON[0], Settings(seq_len=4, hidden_size=3, input_size=2, samples=2, seeds=1))
+    rnn = run_config(COMPARISON[0], FlowSettings(seq_len=4, hidden_size=3, input_size=2, samples=2, seeds=1))
     with pytest.raises(ValueError, match="no model has 'c' norms"):
         plot_curves([rnn], tmp_path / "c.png", title="t", which="c")
     with pytest.raises(ValueError, match="which must be one of"):

@@ -12,7 +12,7 @@ import lstm_bench.flow.study as study
 from lstm_bench.flow.init import chrono_init_, set_forget_bias_
 from lstm_bench.flow.memory_length import effective_memory, measure_effective_memory
 from lstm_bench.flow.models import CHRONO_SEED_OFFSET, X_SEED_OFFSET, make_model
-from lstm_bench.flow.study import COMPARISON, INIT_STUDY, Settings, build_model, compare_models, run_config
+from lstm_bench.flow.study import COMPARISON, INIT_STUDY, FlowSettings, build_model, compare_models, run_config
 
 
 @pytest.fixture
@@ -39,14 +39,14 @@ def test_threshold_outside_unit_interval_is_rejected(threshold):
     with pytest.raises(ValueError, match="threshold must be a number in \\(0, 1\\]"):
         effective_memory(torch.ones(3), threshold)
     with pytest.raises(ValueError, match="threshold"):
-        Settings(threshold=threshold).check()
+        FlowSettings(threshold=threshold).check()
 
 
 def test_zero_samples_and_non_recurrent_models_are_rejected():
     with pytest.raises(ValueError, match="samples must be a positive int, got 0"):
-        Settings(samples=0).check()
+        FlowSettings(samples=0).check()
     with pytest.raises(ValueError, match="seeds must be a positive int, got 0"):
-        Settings(seeds=0).check()
+        FlowSettings(seeds=0).check()
     with pytest.raises(ValueError, match="samples must be a positive int, got 0"):
         measure_effective_memory(make_model("LSTM", 3, 4), samples=0)
     with pytest.raises(ValueError, match="nn.RNN, nn.GRU or nn.LSTM, got Sequential"):
@@ -55,7 +55,7 @@ def test_zero_samples_and_non_recurrent_models_are_rejected():
 
 def test_rnn_decays_faster_than_lstm_with_forget_bias_1(one_thread):
     """The seed's claim, on its defaults T=100, H=128, I=64 (10 samples x 3 seeds to fit the budget)."""
-    settings = Settings(seq_len=100, hidden_size=128, input_size=64, samples=10, seeds=3, jacobian_steps=2,
+    settings = FlowSettings(seq_len=100, hidden_size=128, input_size=64, samples=10, seeds=3, jacobian_steps=2,
                         jacobian_samples=1)
     rnn, lstm = compare_models(settings, configs=(COMPARISON[0], COMPARISON[3]))
     for s in (rnn, lstm):
@@ -67,12 +67,12 @@ def test_rnn_decays_faster_than_lstm_with_forget_bias_1(one_thread):
 
 
 def test_runs_are_deterministic(one_thread):
-    settings = Settings(seq_len=12, hidden_size=6, input_size=3, samples=4, seeds=2, jacobian_steps=3)
+    settings = FlowSettings(seq_len=12, hidden_size=6, input_size=3, samples=4, seeds=2, jacobian_steps=3)
     a, b = run_config(COMPARISON[3], settings), run_config(COMPARISON[3], settings)
     for k in a.norms:
         assert torch.equal(a.norms[k], b.norms[k])
     assert a.jacobian.to_dict() == b.jacobian.to_dict()
-    other = run_config(COMPARISON[3], Settings(seq_len=12, hidden_size=6, input_size=3, samples=4, seeds=2,
+    other = run_config(COMPARISON[3], FlowSettings(seq_len=12, hidden_size=6, input_size=3, samples=4, seeds=2,
                                                jacobian_steps=3, seed=1))
     assert not torch.equal(a.norms["x"], other.norms["x"])
 
@@ -127,7 +127,7 @@ def _uniforms(model: nn.Module) -> torch.Tensor:
 def test_chrono_draws_are_not_the_weights_draws():
     """Before the chrono stream had its own offset, u_j - 1 / (t_max - 2) was the uniform behind
     weight_ih.flatten()[j] of the same seed."""
-    settings = Settings(seq_len=30, hidden_size=16, input_size=3, samples=2, seeds=1)
+    settings = FlowSettings(seq_len=30, hidden_size=16, input_size=3, samples=2, seeds=1)
     model = build_model(INIT_STUDY[3], settings, 0)
     H = settings.hidden_size
     u = ((model.bias_ih_l0 + model.bias_hh_l0)[H:2 * H].detach().exp() - 1) / (settings.seq_len - 2)
@@ -150,14 +150,14 @@ def test_measure_effective_memory_draws_inputs_from_the_input_stream(monkeypatch
     first = measure_effective_memory(model, seq_len=6, samples=2, seed=0)
     expected = torch.randn(6, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(X_SEED_OFFSET))
     assert torch.equal(seen[0], expected)
-    assert torch.equal(seen[0], study.inputs(Settings(seq_len=6, samples=2, input_size=3), 0))
+    assert torch.equal(seen[0], study.inputs(FlowSettings(seq_len=6, samples=2, input_size=3), 0))
     assert measure_effective_memory(model, seq_len=6, samples=2, seed=0) == first  # deterministic
     assert torch.equal(seen[1], seen[0])
 
 
 def test_curve_starts_at_the_last_step(one_thread):
     """curve()[...][d] is the value at distance d from the loss: d = 0 is step T, d = T - 1 step 1."""
-    s = run_config(COMPARISON[0], Settings(seq_len=10, hidden_size=6, input_size=3, samples=4, seeds=2))
+    s = run_config(COMPARISON[0], FlowSettings(seq_len=10, hidden_size=6, input_size=3, samples=4, seeds=2))
     n = s.norms["x"]  # (seeds, T, samples)
     curve = s.curve("x")
     assert len(curve["mean"]) == 10
@@ -177,4 +177,4 @@ def test_non_finite_norms_are_a_value_error(monkeypatch):
 
     monkeypatch.setattr(study, "step_gradients", blow_up)
     with pytest.raises(ValueError, match=r"RNN \(tanh\): non-finite dx norms at seed index 0"):
-        run_config(COMPARISON[0], Settings(seq_len=5, hidden_size=4, input_size=3, samples=2, seeds=1))
+        run_config(COMPARISON[0], FlowSettings(seq_len=5, hidden_size=4, input_size=3, samples=2, seeds=1))

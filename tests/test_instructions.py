@@ -9,20 +9,20 @@ import pytest
 from lstm_bench import cli
 from lstm_bench.bench import instructions
 from lstm_bench.bench.grid import Point
-from lstm_bench.bench.instructions import InstructionCount, InstructionsUnavailable, count_instructions, eligible
+from lstm_bench.bench.instructions import InstructionCount, InstructionsUnavailable, count_instructions, ineligible_reason
 
 
 def test_only_small_cpu_points_of_built_in_implementations():
-    assert eligible(Point("vectorised", 10, 1, 64, 64)) is None
-    assert "too big" in eligible(Point("vectorised", 100, 32, 256, 256))
-    assert "too big" in eligible(Point("vectorised", 500, 1, 4, 4))
-    assert "not cuda" in eligible(Point("vectorised", 10, 1, 64, 64, device="cuda"))
-    assert "built-in" in eligible(Point("my_kernel", 10, 1, 64, 64))
+    assert ineligible_reason(Point("vectorised", 10, 1, 64, 64)) is None
+    assert "too big" in ineligible_reason(Point("vectorised", 100, 32, 256, 256))
+    assert "too big" in ineligible_reason(Point("vectorised", 500, 1, 4, 4))
+    assert "not cuda" in ineligible_reason(Point("vectorised", 10, 1, 64, 64, device="cuda"))
+    assert "built-in" in ineligible_reason(Point("my_kernel", 10, 1, 64, 64))
 
 
 def test_missing_valgrind_is_a_reason_not_a_crash(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(instructions.shutil, "which", lambda name: None)
-    reason = instructions.unavailable()
+    reason = instructions.unavailable_reason()
     assert "valgrind is not installed" in reason and "apt-get install valgrind" in reason
     with pytest.raises(InstructionsUnavailable, match="valgrind is not installed"):
         count_instructions(Point("vectorised", 2, 1, 4, 4))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lstm_bench.bench.grid import Point
-from lstm_bench.bench.measure import check_possible
+from lstm_bench.bench.measure import impossible_reason
 from lstm_bench.bench.records import Measurement
 from lstm_bench.machine import peak
 from lstm_bench.machine.peak import Peak, matmul_peak, measure_peak, no_peak_reason, peak_key
@@ -74,8 +74,8 @@ def test_old_cached_peaks_are_not_reused_and_a_loaded_measurement_is_not_cached(
 def test_a_timing_faster_than_the_peak_is_impossible():
     p = Point("vectorised", 10, 32, 64, 64)  # 24 T B H (I + H) = 62.9 MFLOP a step
     m = Measurement((), (1e-4, 1e-4, 1e-4))  # 629 GFLOP/s
-    assert check_possible(p, m, 700.0) is None and check_possible(p, m, None) is None
-    msg = check_possible(p, m, 300.0)
+    assert impossible_reason(p, m, 700.0) is None and impossible_reason(p, m, None) is None
+    msg = impossible_reason(p, m, 300.0)
     assert "impossible timing: 629.1 GFLOP/s" in msg and "peak of 300.0 GFLOP/s" in msg
 
 

@@ -311,14 +311,14 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
 )
 
 
-def device_missing(point: Point) -> str | None:
+def device_missing_reason(point: Point) -> str | None:
     """Why `point`'s device is not on this machine, or None."""
     if point.device == "cuda" and not torch.cuda.is_available():
         return "device cuda not available here: torch.cuda.is_available() is False"
     return None
 
 
-def excluded(point: Point) -> str | None:
+def excluded_reason(point: Point) -> str | None:
     """The reason of the first row of `EXCLUSIONS` that matches `point`, or None."""
     for rule in EXCLUSIONS:
         reason = rule.reason(point)
@@ -331,7 +331,7 @@ def skip_reason(point: Point) -> str | None:
     """Why `point` is not run here, or None when it runs."""
     if point.impl not in all_impls():
         return f"impl {point.impl!r} is not registered (known: {sorted(all_impls())})"
-    missing = device_missing(point)
+    missing = device_missing_reason(point)
     if missing is not None:
         return missing
     declared = get_impl(point.impl).support.reason(device=point.device, dtype=point.dtype,
@@ -339,7 +339,7 @@ def skip_reason(point: Point) -> str | None:
                                                    features=point.features)
     if declared is not None:
         return f"impl {point.impl!r} {declared}"
-    return excluded(point)
+    return excluded_reason(point)
 
 
 def grid_from_env(variable: str, default: str) -> Grid:

@@ -14,7 +14,7 @@ well anyway. Always one thread: OpenMP worker threads spin-wait for a varying nu
 of instructions, which would make the count as noisy as a timing.
 
 Where valgrind (Debian's `valgrind` package: valgrind, callgrind_control,
-callgrind_annotate) is missing, `unavailable()` says so and callers skip with that reason.
+callgrind_annotate) is missing, `unavailable_reason()` says so and callers skip with that reason.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class InstructionsUnavailable(RuntimeError):
     """Instruction counting cannot run here or for this point; the message says why."""
 
 
-def unavailable() -> str | None:
+def unavailable_reason() -> str | None:
     """Why instructions cannot be counted on this machine, or None when they can."""
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
@@ -53,7 +53,7 @@ def unavailable() -> str | None:
     return None
 
 
-def eligible(point: Point) -> str | None:
+def ineligible_reason(point: Point) -> str | None:
     """Why `point` is not instruction-counted, or None when it is (small CPU points only; module docstring)."""
     from ..impls import BUILTIN
 
@@ -118,7 +118,7 @@ def count_instructions(point: Point, *, seed: int = 0, number: int = DEFAULT_NUM
 
     check_int("number", number, 1)
     check_int("repeats", repeats, 1)
-    reason = unavailable() or eligible(point)
+    reason = unavailable_reason() or ineligible_reason(point)
     if reason:
         raise InstructionsUnavailable(reason)
     import torch

@@ -4,7 +4,7 @@ The timed callables come from `lstm_bench.machine.timing.step_fn` and the loop i
 `lstm_bench.machine.timing.time_fn`; memory is `lstm_bench.machine.memory`; accuracy is the policy's
 agreement figure (`lstm_bench.conformance.policy.agreement`) against a float64 reference; the
 machine's load around the point is `lstm_bench.machine.load`; instruction counts (optional) are
-`lstm_bench.bench.instructions`. `check_possible` rejects a timing faster than the machine's
+`lstm_bench.bench.instructions`. `impossible_reason` rejects a timing faster than the machine's
 GEMM peak allows.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ class ImpossibleTiming(ValueError):
     """A point measured faster than the machine's GEMM peak allows: a timing error, not a result."""
 
 
-def check_possible(point: Point, m: Measurement, peak_gflops: float | None) -> str | None:
+def impossible_reason(point: Point, m: Measurement, peak_gflops: float | None) -> str | None:
     """Why `m` is impossible at `point` (its median forward+backward beats FLOPs / peak), or None.
 
     The figure checked is the one `bench` shows as % of peak: GEMM FLOPs of the step over

@@ -51,7 +51,7 @@ class Measurement:
                                     (`lstm_bench.bench.instructions`, `bench --instructions`); None
                                     when not measured
     peak_gflops                     the matmul peak this point was checked against (GFLOP/s;
-                                    `measure.check_possible`), which "% of peak" divides by;
+                                    `measure.impossible_reason`), which "% of peak" divides by;
                                     None where there was none (then the header's, if any)
     """
 

@@ -194,7 +194,8 @@ def make_header(env: dict, grid: dict, settings: dict) -> dict:
             "env": env, "grid": grid, "settings": settings}
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_json(a: Any, b: Any) -> bool:
+    """Equal once both are written as JSON (tuples and lists alike, as a results file holds them)."""
     return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
 
 
@@ -205,9 +206,9 @@ def resume_conflicts(old: dict, new: dict) -> list[str]:
         problems.append(f"torch {old['env'].get('torch')} in the file, {new['env'].get('torch')} now")
     if old["env"].get("threads") != new["env"].get("threads"):
         problems.append(f"{old['env'].get('threads')} threads in the file, {new['env'].get('threads')} now")
-    if not _same(old["grid"], new["grid"]):
+    if not same_json(old["grid"], new["grid"]):
         problems.append(f"grid {old['grid']} in the file, {new['grid']} now")
-    if not _same(old["settings"], new["settings"]):
+    if not same_json(old["settings"], new["settings"]):
         problems.append(f"settings {old['settings']} in the file, {new['settings']} now")
     return problems
 

@@ -6,7 +6,7 @@
                           └─ for each point not yet in `out`:
                                skip_reason(point)               lstm_bench.bench.grid
                                measure_point(point, ...)        lstm_bench.bench.measure -> timing.time_fn
-                               check_possible(point, m, peak)   faster than the peak: failed, not ok
+                               impossible_reason(point, m, peak)   faster than the peak: failed, not ok
                                writer.point(PointRecord)        one fsync'ed line per point
 
 `bench`, the main job and the tests all call `run_sweep`; what is shown while it runs
@@ -26,7 +26,7 @@ from ..machine.environment import environment
 from ..machine.peak import Peak, header_key, matmul_peak, peak_details
 from ..machine.timing import set_threads
 from .grid import Grid, Point, skip_reason
-from .measure import check_possible, measure_point
+from .measure import impossible_reason, measure_point
 from .records import PointRecord
 from .results import ResultsError, ResultsFile, Writer, load, make_header
 
@@ -233,16 +233,16 @@ def _measure(point: Point, reason: str | None, threads: int, settings: SweepSett
         _release_memory(point.device)
         return PointRecord(point, "failed", error=f"{type(err).__name__}: {err}".strip())
     details = details if details is not None else {}
-    if check_possible(point, m, _gflops(details, point)):
+    if impossible_reason(point, m, _gflops(details, point)):
         key = header_key(point.device, point.dtype)
         details[key] = matmul_peak(point.device, point.dtype, threads=threads, refresh=True)
-        impossible = check_possible(point, m, details[key].gflops)
+        impossible = impossible_reason(point, m, details[key].gflops)
         if impossible:
             return PointRecord(point, "failed", error=impossible)
     return PointRecord(point, "ok", dataclasses.replace(m, peak_gflops=_gflops(details, point)))
 
 
 def _instructions_ok(point: Point) -> bool:
-    from .instructions import eligible, unavailable
+    from .instructions import ineligible_reason, unavailable_reason
 
-    return unavailable() is None and eligible(point) is None
+    return unavailable_reason() is None and ineligible_reason(point) is None

@@ -203,9 +203,9 @@ def run(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
     check_devices(flatten(args.device), grid.points())
     if args.instructions:
-        from ..bench.instructions import unavailable
+        from ..bench.instructions import unavailable_reason
 
-        why = unavailable()
+        why = unavailable_reason()
         if why:
             raise UsageError(f"--instructions: {why}")
     out = Path(args.out or time.strftime("lstm-bench-%Y%m%d-%H%M%S.jsonl"))

@@ -99,7 +99,7 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
             truth, no_yardstick = None, None
             for name in impls:
                 impl, tally = get_impl(name), tallies[name]
-                reason = impl.unsupported(case)
+                reason = impl.unsupported_reason(case)
                 if reason is None and truth is None and no_yardstick is None:
                     try:
                         truth = truth_of(spec, device, reference)

@@ -16,7 +16,7 @@ import torch
 from ..core import strict_json
 from ..flow.forget import decay_table
 from ..flow.memory_length import check_threshold
-from ..flow.study import Settings, compare_models, fmt, init_study
+from ..flow.study import FlowSettings, compare_models, fmt, init_study
 from .args import Parser, positive_int
 from .output import table as text_table
 
@@ -32,7 +32,7 @@ def _threshold(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flow flags to `parser` (the `flow` subcommand's, or a standalone one)."""
-    d = Settings()
+    d = FlowSettings()
     parser.epilog = ("Runs the RNN/GRU/LSTM comparison and the forget-gate initialisation study (bias 0, 1, 2, "
                      "chrono), prints the tables, and writes flow.json and PNG plots into the folder it names. "
                      "The measures and the seed document's claims, measured: docs/flow.md.")
@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    return Settings(seq_len=args.seq_len, hidden_size=args.hidden_size, input_size=args.input_size,
+def settings_of(args: argparse.Namespace) -> FlowSettings:
+    return FlowSettings(seq_len=args.seq_len, hidden_size=args.hidden_size, input_size=args.input_size,
                     samples=args.samples, seeds=args.seeds, seed=args.seed, threshold=args.threshold,
                     loss=args.loss, dtype=args.dtype, device=args.device,
                     jacobian_samples=args.jacobian_samples, jacobian_steps=args.jacobian_steps).check()
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plots(models, inits, out_dir: Path, settings: Settings, say) -> list[Path]:
+def _plots(models, inits, out_dir: Path, settings: FlowSettings, say) -> list[Path]:
     try:
         from ..flow import plots
         plots.pyplot()

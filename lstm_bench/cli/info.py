@@ -15,12 +15,12 @@ from .args import EXIT_OK, add_threads
 from .output import table
 
 
-def flatten(env: dict, prefix: str = "") -> list[tuple[str, Any]]:
+def flat_items(env: dict, prefix: str = "") -> list[tuple[str, Any]]:
     """Nested keys joined with dots: {"backends": {"cudnn": {...}}} -> ("backends.cudnn.version", ...)."""
     out: list[tuple[str, Any]] = []
     for key, val in env.items():
         name = f"{prefix}.{key}" if prefix else key
-        out += flatten(val, name) if isinstance(val, dict) else [(name, val)]
+        out += flat_items(val, name) if isinstance(val, dict) else [(name, val)]
     return out
 
 
@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(env, indent=1))
     else:
-        print(table(["field", "value"], flatten(env), left=2))
+        print(table(["field", "value"], flat_items(env), left=2))
     return EXIT_OK

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..bench.grid import Point, device_missing, excluded
+from ..bench.grid import Point, device_missing_reason, excluded_reason
 from ..machine.load import Load, LoadProbe, LoadTracker, summarise
 from .stats import PointComparison, compare_pairs, min_p_signed_rank
 
@@ -294,10 +294,10 @@ class ABObserver:
     def finished(self, interrupted: bool) -> None: ...
 
 
-def exclusion(point: Point) -> str | None:
+def exclusion_reason(point: Point) -> str | None:
     """Why `point` is not run here: a missing device or a row of the grid's EXCLUSIONS (not the registry:
     an implementation only has to exist in the workers' environments)."""
-    return device_missing(point) or excluded(point)
+    return device_missing_reason(point) or excluded_reason(point)
 
 
 def _hello(worker: WorkerProcess) -> dict:
@@ -329,7 +329,7 @@ def run_ab(base: Side, new: Side, points: Sequence[Point], *, specs: dict[str, s
     threads = settings.threads or default_threads()
     rng = random.Random(settings.seed)
     t0 = time.perf_counter()
-    runs = [PointRun(p, skipped=exclusion(p) or "") for p in points]
+    runs = [PointRun(p, skipped=exclusion_reason(p) or "") for p in points]
     live = [r for r in runs if not r.skipped]
     trackers = {r.point.key: LoadTracker(threads) for r in live}
     hello: dict[str, dict] = {}
@@ -463,4 +463,4 @@ def parse_env(items: Sequence[str] | None, flag: str) -> tuple[tuple[str, str], 
 
 
 __all__ = ["ABObserver", "ABResult", "ABSettings", "PointRun", "Side", "WorkerError", "WorkerProcess", "run_ab",
-           "exclusion", "underpowered", "parse_env", "WORKER", "DEFAULT_PAIRS"]
+           "exclusion_reason", "underpowered", "parse_env", "WORKER", "DEFAULT_PAIRS"]

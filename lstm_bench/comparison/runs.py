@@ -14,20 +14,14 @@ sides interleaved in one job: `lstm-bench ab` (`lstm_bench.comparison.ab`).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..bench.grid import Point
-from ..bench.results import ResultsError, ResultsFile, load_many
+from ..bench.results import ResultsError, ResultsFile, load_many, same_json
 from ..machine.load import Load, summarise
 from .stats import PointComparison, compare_run_samples, min_p
 
 METRICS = ("forward_backward", "forward")
-
-
-def _same(a: Any, b: Any) -> bool:
-    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
 
 
 def comparability(base: ResultsFile, new: ResultsFile) -> tuple[list[str], list[str]]:
@@ -42,7 +36,7 @@ def comparability(base: ResultsFile, new: ResultsFile) -> tuple[list[str], list[
     for key, label in (("torch", "torch version"), ("threads", "thread count"), ("cpu", "CPU"), ("gpu", "GPU")):
         if b.get(key) != n.get(key):
             problems.append(f"{label} differs: {b.get(key)!r} in {base.path}, {n.get(key)!r} in {new.path}")
-    if not _same(base.grid, new.grid):
+    if not same_json(base.grid, new.grid):
         diff = sorted(k for k in set(base.grid) | set(new.grid) if base.grid.get(k) != new.grid.get(k))
         problems.append("grids differ in " + ", ".join(f"{k}: {base.grid.get(k)} vs {new.grid.get(k)}" for k in diff))
     if b.get("commit") != n.get("commit"):

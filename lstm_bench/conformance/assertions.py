@@ -82,7 +82,7 @@ def assert_conforms(impl: Any, cases: Iterable[CaseLike] | None = None, *, devic
     impl = as_impl(impl)
     reports, failed = [], []
     for case in (catalogue(depth) if cases is None else cases):
-        if impl.unsupported(case.make(device) if isinstance(case, CaseSpec) else case):
+        if impl.unsupported_reason(case.make(device) if isinstance(case, CaseSpec) else case):
             continue
         try:
             case_, truth, spec = _case(case, device)

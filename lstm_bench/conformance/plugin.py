@@ -90,7 +90,7 @@ class Kernel:
     def case(self, spec: CaseSpec) -> Case:
         """`spec` made on this device; the test is skipped, with the reason, if the kernel does not support it."""
         case = spec.make(self.device)
-        reason = self.impl.unsupported(case)
+        reason = self.impl.unsupported_reason(case)
         if reason is not None:
             pytest.skip(reason)
         return case
@@ -108,7 +108,7 @@ class Kernel:
         """The first of `specs` this kernel supports; a skip naming them all when it supports none."""
         reasons = []
         for spec in specs:
-            reason = self.impl.unsupported(spec.make("cpu").to(device=self.device))
+            reason = self.impl.unsupported_reason(spec.make("cpu").to(device=self.device))
             if reason is None:
                 return spec
             reasons.append(reason)

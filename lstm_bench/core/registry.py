@@ -50,7 +50,7 @@ class Impl:
         self.check_case(case)
         return check_result(self.fn(case), case, self.name)
 
-    def unsupported(self, case: Case) -> str | None:
+    def unsupported_reason(self, case: Case) -> str | None:
         """Why this implementation does not support `case` (as it declared), or None."""
         T, B, I, H = case.sizes
         reason = self.support.reason(device=case.device.type, dtype=case.dtype, sizes={"T": T, "B": B, "I": I, "H": H},
@@ -60,7 +60,7 @@ class Impl:
     def check_case(self, case: Case) -> Case:
         """Validate `case`; `Unsupported` (a ValueError) with the reason when it is outside what this supports."""
         check_case(case)
-        reason = self.unsupported(case)
+        reason = self.unsupported_reason(case)
         if reason is not None:
             raise Unsupported(reason)
         return case

@@ -16,13 +16,13 @@ from .jacobian import JacobianProfile, cell_jacobian_terms, decompose_sequence, 
 from .memory_length import MemoryLength, effective_memory, measure_effective_memory
 from .models import make_model, recurrent_layers
 from .norms import StepGrads, lstm_case, step_gradients
-from .study import COMPARISON, INIT_STUDY, Config, FlowSummary, Settings, compare_models, init_study
+from .study import COMPARISON, INIT_STUDY, Config, FlowSummary, FlowSettings, compare_models, init_study
 
 __all__ = [
     "DiagnosticsReport", "GradientDiagnostics", "decay_table", "forget_stats", "simulate_gradient_decay",
     "span_products", "steps_to_fall", "INITS", "apply_init_", "chrono_init_", "set_forget_bias_",
     "JacobianProfile", "cell_jacobian_terms", "decompose_sequence", "state_jacobian", "state_jacobian_terms",
     "MemoryLength", "effective_memory", "measure_effective_memory", "make_model", "recurrent_layers",
-    "StepGrads", "lstm_case", "step_gradients", "COMPARISON", "INIT_STUDY", "Config", "FlowSummary", "Settings",
+    "StepGrads", "lstm_case", "step_gradients", "COMPARISON", "INIT_STUDY", "Config", "FlowSummary", "FlowSettings",
     "compare_models", "init_study",
 ]

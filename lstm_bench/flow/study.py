@@ -54,7 +54,7 @@ INIT_STUDY = (
 
 
 @dataclass
-class Settings:
+class FlowSettings:
     """Sizes and sampling of a study (seed defaults: T=100, H=128, I=64, 50 samples)."""
 
     seq_len: int = 100
@@ -70,7 +70,7 @@ class Settings:
     jacobian_samples: int = 4
     jacobian_steps: int = 20
 
-    def check(self) -> "Settings":
+    def check(self) -> "FlowSettings":
         for name in ("seq_len", "hidden_size", "input_size", "samples", "seeds", "jacobian_samples",
                      "jacobian_steps"):
             check_positive_int(name, getattr(self, name))
@@ -141,14 +141,14 @@ class FlowSummary:
         }
 
 
-def inputs(settings: Settings, s: int) -> torch.Tensor:
+def inputs(settings: FlowSettings, s: int) -> torch.Tensor:
     """x (T, samples, I) ~ N(0, 1) of seed index s, in the settings' dtype and device."""
     gen = torch.Generator().manual_seed(settings.seed + s + X_SEED_OFFSET)
     x = torch.randn(settings.seq_len, settings.samples, settings.input_size, dtype=torch.float64, generator=gen)
     return x.to(dtype=check_dtype(settings.dtype), device=settings.device)
 
 
-def build_model(config: Config, settings: Settings, s: int) -> torch.nn.Module:
+def build_model(config: Config, settings: FlowSettings, s: int) -> torch.nn.Module:
     """The model of `config` for seed index s (weights from seed + s; chrono_init_ offsets its own
     draws from the same seed onto the chrono stream)."""
     model = make_model(config.kind, settings.input_size, settings.hidden_size, seed=settings.seed + s,
@@ -158,7 +158,7 @@ def build_model(config: Config, settings: Settings, s: int) -> torch.nn.Module:
     return model
 
 
-def run_config(config: Config, settings: Settings) -> FlowSummary:
+def run_config(config: Config, settings: FlowSettings) -> FlowSummary:
     """Every measurement of one model over the settings' seeds and samples."""
     settings.check()
     per_seed: dict[str, list[torch.Tensor]] = {}
@@ -182,7 +182,7 @@ def run_config(config: Config, settings: Settings) -> FlowSummary:
     return FlowSummary(config, norms, memory, jacobian, forget)
 
 
-def run_configs(configs, settings: Settings, memo: dict | None = None) -> list[FlowSummary]:
+def run_configs(configs, settings: FlowSettings, memo: dict | None = None) -> list[FlowSummary]:
     """`run_config` of each config; `memo` ({(kind, init): FlowSummary}) shares a model measured
     under another name (the comparison's "LSTM (forget bias 1)" is the init study's "bias 1")."""
     memo = {} if memo is None else memo
@@ -195,14 +195,14 @@ def run_configs(configs, settings: Settings, memo: dict | None = None) -> list[F
     return out
 
 
-def compare_models(settings: Settings | None = None, configs=COMPARISON, memo: dict | None = None) -> list[FlowSummary]:
+def compare_models(settings: FlowSettings | None = None, configs=COMPARISON, memo: dict | None = None) -> list[FlowSummary]:
     """RNN (tanh), GRU, LSTM with PyTorch's init and LSTM with forget bias 1, on one task."""
-    return run_configs(configs, (settings or Settings()).check(), memo)
+    return run_configs(configs, (settings or FlowSettings()).check(), memo)
 
 
-def init_study(settings: Settings | None = None, configs=INIT_STUDY, memo: dict | None = None) -> list[FlowSummary]:
+def init_study(settings: FlowSettings | None = None, configs=INIT_STUDY, memo: dict | None = None) -> list[FlowSummary]:
     """LSTM with forget bias 0, 1, 2 and chrono init (t_max = seq_len), on the same task."""
-    return run_configs(configs, (settings or Settings()).check(), memo)
+    return run_configs(configs, (settings or FlowSettings()).check(), memo)
 
 
 def fmt(value: object) -> str:

@@ -21,7 +21,7 @@ or `~/.cache/lstm-bench`), keyed by host, CPU, GPU, torch version, threads, devi
 dtype and `PEAK_VERSION` (so the MKL-only peaks of lstm-bench 0.1 are never reused).
 A figure measured while the machine was loaded is not cached. `matmul_peak(...,
 refresh=True)` measures again and keeps the better of the two: a peak measured under
-load is too low, and `measure.check_possible` asks for that before it calls a timing
+load is too low, and `measure.impossible_reason` asks for that before it calls a timing
 impossible.
 """
 from __future__ import annotations
