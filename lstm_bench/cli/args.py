@@ -1,7 +1,15 @@
 """What every command shares: exit codes, the one-line usage error, and argument types.
 
-Exit codes: 0 fine, 1 a check failed / a point failed / a regression, 2 bad input (one
-line on stderr, never a traceback; LSTM_BENCH_DEBUG=1 for one), 130 interrupted.
+The exit-code contract, the same for every command (README, "Exit codes"):
+
+    0    at least one thing was judged or measured, and everything passed
+    1    a check failed, a point failed, or a regression
+    2    bad input: one line on stderr, never a traceback (LSTM_BENCH_DEBUG=1 for one)
+    3    inconclusive: a speed comparison whose noise hid a slowdown of the threshold's size
+    5    nothing was run, judged or measured (every case or point skipped), as pytest's 5
+    130  interrupted (Ctrl-C)
+
+When several apply, the most severe wins: 2 > 1 > 3 > 5 > 0 (`worst`).
 """
 from __future__ import annotations
 
@@ -11,7 +19,13 @@ from typing import Any, Callable, Sequence
 
 from ..core.values import parse_fraction, parse_int, parse_probability
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 5, 130
+_SEVERITY = (EXIT_USAGE, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_NOTHING, EXIT_OK)
+
+
+def worst(*codes: int) -> int:
+    """The exit code of a job made of parts: the most severe of theirs (2 > 1 > 3 > 5 > 0)."""
+    return min(codes, key=_SEVERITY.index) if codes else EXIT_NOTHING
 
 
 class UsageError(Exception):
