@@ -3,6 +3,7 @@ skips (with the reason) what a kernel does not support, streams its results, kee
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,22 @@ def test_the_default_run_catches_each_bug_class(capsys, kernel):
     assert re.search(r"reproduce: lstm-bench check --impl \S+ -T \d+", out)  # the failing case, ready to rerun
 
 
+def test_the_reproduce_line_reruns_the_users_kernel_from_its_file(capsys):
+    code, out, _ = run(capsys, "check", "--impl", f"{BROKEN}:batch_tile_above_b32")
+    assert code == 1
+    line = re.search(r"reproduce: (lstm-bench check [^\n]*)", out).group(1)
+    assert f"{BROKEN}:batch_tile_above_b32" in line  # the file, not the bare function name
+    again, out, err = run(capsys, *shlex.split(line)[1:])  # as a user pastes it, in a fresh command
+    assert again == 1 and "unknown implementation" not in err and "FAIL" in out
+
+
 def test_an_unsupported_case_is_skipped_with_the_reason_never_passed(capsys):
     code, out, err = run(capsys, "check", "--impl", "autograd", "-T", "3", "--dtype", "bfloat16")
-    assert code == 1 and "SKIP (implementation 'autograd' computes in ['float32', 'float64'], not in bfloat16)" in out
+    assert code == 5 and "SKIP (implementation 'autograd' computes in ['float32', 'float64'], not in bfloat16)" in out
     assert "nothing was checked" in err and "0 passed, 0 failed, 1 skipped" in out
     # no yardstick: a low-precision case with too few elements a tensor is not judged either
     code, out, _ = run(capsys, "check", "--impl", "vectorised", "-T", "3", "-H", "4", "--dtype", "bfloat16")
-    assert code == 1 and "SKIP (a torch.bfloat16 case is judged against the vendor's error only from H = 8" in out
+    assert code == 5 and "SKIP (a torch.bfloat16 case is judged against the vendor's error only from H = 8" in out
 
 
 def test_stress_presets(capsys):

@@ -9,7 +9,8 @@ import pytest
 from lstm_bench import cli
 from lstm_bench.bench import instructions
 from lstm_bench.bench.grid import Point
-from lstm_bench.bench.instructions import InstructionCount, InstructionsUnavailable, count_instructions, ineligible_reason
+from lstm_bench.bench.instructions import (InstructionCount, InstructionsUnavailable, count_instructions,
+                                           ineligible_reason)
 
 
 def test_only_small_cpu_points_of_built_in_implementations():

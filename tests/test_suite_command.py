@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from lstm_bench import cli
 from lstm_bench.cli.args import Parser
@@ -38,3 +39,11 @@ def test_arguments_after_the_double_dash_go_to_pytest():
     assert argv[argv.index("--lstm-depth") + 1] == "nightly" and argv[argv.index("--lstm-seed") + 1] == "7"
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--lstm-impl"] == ["a:b", "c:d"]
     assert argv[-3:] == ["-x", "-n", "2"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA: the kernel declares CUDA alone")
+def test_a_run_that_judged_nothing_is_not_a_pass(capsys):
+    # every test skips (the kernel declares CUDA, there is none): pytest says 0, the contract says 5
+    assert cli.main(["test", "--impl", f"{KERNELS / 'broken.py'}:cuda_only", "--depth", "quick", "--", "-q"]) == 5
+    assert "nothing was judged" in capsys.readouterr().err
+    assert cli.main(["test", "--impl", "vectorised", "--device", "cuda", "--depth", "quick", "--", "-q"]) == 5

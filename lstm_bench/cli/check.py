@@ -7,7 +7,7 @@ With -T/-B/-I/-H it runs every combination of the sizes given instead. Each resu
 printed as it completes (the per-tensor table of every failure, with the command that
 reproduces it); Ctrl-C prints the summary of what finished. A case outside what an
 implementation declares is SKIP with the reason; one that raises is a FAIL with its
-error. Exit 1 on any FAIL, or when nothing at all was checked.
+error. Exit 1 on any FAIL, 5 when nothing at all was checked (every case skipped).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import itertools
 import math
 import sys
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..conformance.cases import DEPTHS, STRESS, CaseSpec, catalogue
 from ..conformance.judge import judge_against_reference, truth_of
@@ -25,7 +26,8 @@ from ..core.devices import check_device
 from ..core.registry import available_impls, get_impl, resolve_impls
 from ..core.support import Unsupported, dtype_name
 from ..machine.timing import set_threads
-from .args import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, flatten, list_of, positive_int
+from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, UsageError, add_impls, add_sizes, flatten,
+                   list_of, positive_int)
 from .output import table
 
 DEFAULT_SIZES = {"T": 40, "B": 8, "I": 16, "H": 32}  # the main job's one case
@@ -83,8 +85,8 @@ def _make(spec: CaseSpec, device: str):
 
 
 def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: bool, summary: bool,
-              reference: str = "autograd") -> tuple[bool, bool]:
-    """Check every implementation on every case, printing as it goes; (all passed, interrupted)."""
+              reference: str = "autograd") -> CheckOutcome:
+    """Check every implementation on every case, printing as it goes."""
     tallies = {name: Tally() for name in impls}
     width = max(len(s.id) for s in specs)
     head = f"{'case':<{width}}  {'implementation':<16} {'max rel':>9} {'err/bound':>9}  result"
@@ -125,7 +127,7 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
                         tally.failed += 1
                         what = error or ", ".join([r.name for r in report.failures] + report.problems)
                         result = f"FAIL ({what})"
-                        tally.failures.append(f"{spec.id}: {what}\n    reproduce: {spec.command(name, device)}")
+                        tally.failures.append(f"{spec.id}: {what}\n    reproduce: {spec.command(get_impl(name).spec, device)}")
                     if report is not None:
                         tally.add(report)
                         notes = sorted({r.note for r in report.rows if r.note})
@@ -135,7 +137,7 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
                     worst = f"{report.worst:9.2e}" if report else f"{'-':>9}"
                     print(f"{spec.id:<{width}}  {name:<16} {rel} {worst}  {result}", flush=True)
                     if report is not None and (verbose or not report.passed):
-                        print(f"{report}\n    reproduce: {spec.command(name, device)}\n")
+                        print(f"{report}\n    reproduce: {spec.command(get_impl(name).spec, device)}\n")
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: the summary of the cases that finished", file=sys.stderr)
@@ -151,7 +153,17 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
     print(f"{total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
     if not total["passed"] and not total["failed"]:
         print("nothing was checked: every case is outside what the implementations declare", file=sys.stderr)
-    return total["failed"] == 0 and total["passed"] > 0, interrupted
+    code = EXIT_FAIL if total["failed"] else (EXIT_OK if total["passed"] else EXIT_NOTHING)
+    return CheckOutcome(code == EXIT_OK, interrupted, code)
+
+
+class CheckOutcome(NamedTuple):
+    """What `run_check` found: all passed (something was judged, nothing failed), whether it was
+    interrupted, and the exit code of the contract (cli/args.py: 1 any failure, 5 nothing judged)."""
+
+    ok: bool
+    interrupted: bool
+    code: int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -192,8 +204,6 @@ def run(args: argparse.Namespace) -> int:
     impls = resolve_impls(flatten(args.impl) or []) or available_impls(args.device)
     specs = specs_from_args(args)
     set_threads(args.threads)
-    ok, interrupted = run_check(impls, specs, device=args.device, verbose=args.verbose, summary=args.summary,
-                                reference=args.reference)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if ok else EXIT_FAIL
+    outcome = run_check(impls, specs, device=args.device, verbose=args.verbose, summary=args.summary,
+                        reference=args.reference)
+    return EXIT_INTERRUPTED if outcome.interrupted else outcome.code

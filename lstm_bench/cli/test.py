@@ -1,16 +1,21 @@
 """`lstm-bench test --impl MODULE:FUNCTION [-- PYTEST ARGS]`: the whole conformance suite on a kernel.
 
 The same as `pytest --pyargs lstm_bench.conformance --lstm-impl MODULE:FUNCTION ...`; the
-exit status is pytest's: 0 only when everything passed (1 tests failed, 2 interrupted,
-3 internal error, 4 usage error, 5 no tests collected).
+exit status is pytest's (0 everything passed, 1 tests failed, 2 interrupted, 3 internal error,
+4 usage error, 5 no tests collected), except that a run in which every test was skipped — a
+CUDA-only kernel on a machine without a GPU, say — exits 5 as well: nothing was judged, so
+nothing passed (the contract of cli/args.py).
 """
 from __future__ import annotations
 
 import argparse
+import sys
+
+import pytest
 
 from ..conformance.cases import DEPTHS
 from ..core.devices import KNOWN_DEVICES
-from .args import list_of, positive_int
+from .args import EXIT_NOTHING, list_of, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +48,22 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
     return argv + list(args.pytest_args)
 
 
-def run(args: argparse.Namespace) -> int:
-    import pytest
+class _Judged:
+    """A pytest plugin that counts the tests that ran to a verdict (passed or failed, in any phase)."""
 
-    return int(pytest.main(pytest_argv(args)))
+    def __init__(self) -> None:
+        self.judged = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # xdist replays its workers' reports on the controller, so this counts them too
+        if report.when == "call" and (report.passed or report.failed) or report.failed:
+            self.judged += 1
+
+
+def run(args: argparse.Namespace) -> int:
+    judged = _Judged()
+    code = int(pytest.main(pytest_argv(args), plugins=[judged]))
+    if code == pytest.ExitCode.OK and judged.judged == 0:
+        print("lstm-bench test: nothing was judged: every test was skipped (see the reasons above)", file=sys.stderr)
+        return EXIT_NOTHING
+    return code

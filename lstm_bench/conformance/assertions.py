@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..core.contract import Case, Result
-from ..core.registry import Impl, declared_by, get_impl
-from ..core.support import Support, Unsupported, dtype_name
+from ..core.registry import Impl, declared_by, get_impl, source_of
+from ..core.support import Support, Unsupported, dtype_name, needed_features
 from .cases import CaseSpec, catalogue
 from .judge import Reference, judge_against_reference, truth_of
 from .policy import AgreementReport, judge_tensor
@@ -40,7 +40,12 @@ def as_impl(impl: str | Impl | Callable[[Case], Result]) -> Impl:
         raise ValueError(f"impl must be a registered name, an Impl or a function case -> Result, got {impl!r}")
     name = getattr(impl, "__name__", type(impl).__name__)
     declared, forward, backward = declared_by(impl)
-    return Impl(name, impl, Support.declare(name=name, **declared), forward, backward)
+    source = source_of(impl)
+    qualname = getattr(impl, "__qualname__", "")
+    # A module-level function is found again by `path/file.py:function` (the reproduce line);
+    # a closure or a lambda is not, and its reproduce line names it alone.
+    origin = f"{source['file']}:{qualname}" if source and qualname and "<" not in qualname else ""
+    return Impl(name, impl, Support.declare(name=name, **declared), forward, backward, origin=origin, source=source)
 
 
 def _case(case: CaseLike, device: str) -> tuple[Case, Reference | None, CaseSpec | None]:
@@ -59,16 +64,36 @@ def judge(impl: Any, case: CaseLike, *, device: str = "cpu") -> AgreementReport:
 
 
 def _repro(impl: Impl, spec: CaseSpec | None, device: str) -> str:
-    return f"\nreproduce: {spec.command(impl.name, device)}" if spec is not None else ""
+    return f"\nreproduce: {spec.command(impl.spec, device)}" if spec is not None else ""
+
+
+def raised_reason(impl: Impl, case: Case, err: Exception) -> str:
+    """What to tell the author of a kernel that raised on a case: the error, and for a
+    NotImplementedError the declaration that would have skipped the case instead."""
+    why = f"{impl.name} raised {type(err).__name__}: {err}"
+    if isinstance(err, NotImplementedError):
+        needed = needed_features(case.config, case.lengths)
+        why += (f"\nthis case needs the features {sorted(needed) or '(none: a single-layer plain LSTM)'}; a kernel "
+                f"that does not implement some declares what it does, e.g. `{impl.name}.features = ()` for a "
+                f"single-layer, one-direction LSTM, and those cases are skipped with the reason "
+                f"(docs/conformance.md, 'The contract a kernel follows')")
+    return why
 
 
 def assert_agrees(impl: Any, case: CaseLike, *, device: str = "cpu", msg: str = "") -> AgreementReport:
     """Assert that `impl` agrees with the float64 truth on `case` (outputs, final states,
     every gradient), returns its result in the case's dtype and device, and leaves the
-    case unchanged. Returns the report."""
+    case unchanged. Returns the report. A kernel that raises fails with its error and the
+    reproduce line."""
     impl = as_impl(impl)
     case_, truth, spec = _case(case, device)
-    report = judge_against_reference(impl, case_, truth=truth)
+    try:
+        report = judge_against_reference(impl, case_, truth=truth)
+    except Unsupported:
+        raise
+    except Exception as err:
+        raise AssertionError(f"{msg + chr(10) if msg else ''}{raised_reason(impl, case_, err)}"
+                             f"{_repro(impl, spec, device)}") from err
     if not report.passed:
         raise AssertionError(f"{msg + chr(10) if msg else ''}{report}{_repro(impl, spec, device)}")
     return report
@@ -97,7 +122,7 @@ def assert_conforms(impl: Any, cases: Iterable[CaseLike] | None = None, *, devic
         for report, spec in failed:
             what = ", ".join([r.name for r in report.failures] + report.problems)
             lines.append(f"  {spec.id if spec else report.title}: err/bound {report.worst:.2g} ({what})"
-                         + (f"  -> {spec.command(impl.name, device)}" if spec else ""))
+                         + (f"  -> {spec.command(impl.spec, device)}" if spec else ""))
         raise AssertionError("\n".join(lines) + "\n\nfirst failure:\n" + str(failed[0][0]))
     return reports
 

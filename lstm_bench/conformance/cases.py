@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 from dataclasses import dataclass
 
 import torch
@@ -108,7 +109,7 @@ class CaseSpec:
 
     def command(self, impl: str, device: str = "cpu") -> str:
         """The `lstm-bench check` command that runs `impl` on exactly this case."""
-        cmd = (f"lstm-bench check --impl {impl} -T {self.T} -B {self.B} -I {self.I} -H {self.H} "
+        cmd = (f"lstm-bench check --impl {shlex.quote(impl)} -T {self.T} -B {self.B} -I {self.I} -H {self.H} "
                f"--dtype {self.dtype} --seed {self.seed}")
         if self.weight_scale != 1.0:
             cmd += f" --weight-scale {self.weight_scale:g}"

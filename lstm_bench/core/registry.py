@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -41,6 +42,14 @@ class Impl:
     forward: Callable[[Case], Any] | None = None
     backward: Callable[[Case, Any], Result] | None = None
     description: str = ""
+    origin: str = ""  # the spec it was loaded from, as given (`[NAME=]module:function`); "" if registered
+    source: dict = field(default_factory=dict, compare=False)  # {"file", "sha256"} of a loaded kernel's module
+
+    @property
+    def spec(self) -> str:
+        """What names this implementation on a command line in a fresh process: the spec it was
+        loaded from (so a reproduce line finds a user's kernel), else its registered name."""
+        return self.origin or self.name
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -217,10 +226,25 @@ def load_impl(spec: str) -> Impl:
     declared, forward, backward = declared_by(obj)
     devices = declared.pop("devices", KNOWN_DEVICES)
     try:
-        return register_impl(name, obj, devices, forward=forward, backward=backward, description=target,
+        impl = register_impl(name, obj, devices, forward=forward, backward=backward, description=target,
                              **declared)
     except ValueError as err:
         raise ValueError(f"{spec}: {err}") from None
+    _REGISTRY[name] = impl = replace(impl, origin=spec, source=source_of(obj))
+    return impl
+
+
+def source_of(fn: Callable) -> dict[str, str]:
+    """Where `fn` is defined: {"file": path, "sha256": of the file's bytes}, or {} when it has no
+    source file (a builtin, a C extension's function). A results file keeps it, so that
+    `--resume` can refuse a different kernel that happens to have the same name."""
+    try:
+        path = Path(inspect.getsourcefile(fn) or "")
+    except TypeError:
+        return {}
+    if not path.is_file():
+        return {}
+    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def resolve_impls(specs: Iterable[str]) -> list[str]:

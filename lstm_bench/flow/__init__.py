@@ -16,7 +16,7 @@ from .jacobian import JacobianProfile, cell_jacobian_terms, decompose_sequence, 
 from .memory_length import MemoryLength, effective_memory, measure_effective_memory
 from .models import make_model, recurrent_layers
 from .norms import StepGrads, lstm_case, step_gradients
-from .study import COMPARISON, INIT_STUDY, Config, FlowSummary, FlowSettings, compare_models, init_study
+from .study import COMPARISON, INIT_STUDY, Config, FlowSettings, FlowSummary, compare_models, init_study
 
 __all__ = [
     "DiagnosticsReport", "GradientDiagnostics", "decay_table", "forget_stats", "simulate_gradient_decay",
