@@ -281,7 +281,7 @@ def test_check_all_paths_pass(capsys):
     (["bench", "--quick", "--grid", "ci"], "--quick and --grid both name the grid"),
     (["compare", "missing1.jsonl", "missing2.jsonl", "--json", "userkernels.py"], "already exists"),
     (["check", "--reference", "no_such_truth"], "unknown implementation 'no_such_truth'"),
-    (["check", "-T", "100000000", "-B", "100000"], "cannot make the case T=100000000 B=100000"),
+    (["check", "-T", "100000000", "-B", "100000"], "a case of T=100000000 B=100000 I=16 H=32 needs"),
     (["check", "-T", ""], "argument -T: expected a comma-separated list of values, got ''"),
     (["bench", "-H", "4,,8"], "argument -H: expected a comma-separated list of values, got '4,,8'"),
     (["bench", "--impl", "vectorised", "-T", "2", "-B", "1", "-H", "4", "--no-peak", "--no-progress",

@@ -12,8 +12,11 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstm_bench
-from lstm_bench import (Case, LSTMConfig, Result, agreement, available_impls, get_impl, make_case, register_impl,
+from lstm_bench import (Case, LSTMConfig, Result, agreement, available_impls, cli, get_impl, make_case, register_impl,
                         unregister_impl)
+from lstm_bench.bench.grid import Point
+from lstm_bench.conformance.cases import CaseSpec
+from lstm_bench.core.contract import check_dtype
 
 CONFIGS = [dict(num_layers=L, bidirectional=bi, proj_size=P, batch_first=bf)
            for L, bi, P, bf in itertools.product((1, 2), (False, True), (0, 2), (False, True))]
@@ -222,8 +225,8 @@ def test_a_feature_a_kernel_does_not_declare_is_skipped_with_the_reason():
     (dict(lengths=torch.tensor([1, 3])), r"lengths must lie in \[1, T=2\]"),
     (dict(lengths=torch.tensor([1.0, 2.0])), "lengths must be an int64 CPU tensor of shape"),
     (dict(lengths=torch.tensor([1])), r"lengths must be an int64 CPU tensor of shape \(2,\)"),
-    (dict(dtype=torch.int64), "dtype must be a floating torch dtype"),
-    (dict(dtype="float33"), "dtype must be a floating torch dtype"),
+    (dict(dtype=torch.int64), "dtype must be one of torch.float32"),
+    (dict(dtype="float33"), "dtype .float33. is not one an LSTM case can be made in"),
     (dict(device="tpu"), "device must be one of"),
     (dict(seed="x"), "seed must be an int"),
 ])
@@ -300,3 +303,25 @@ def test_public_api_names():
         assert hasattr(lstm_bench, name), name
     assert [f.name for f in dataclasses.fields(Case)] == ["x", "h0", "c0", "weights", "d_output", "d_h_n", "d_c_n",
                                                           "config", "lengths"]
+
+
+@pytest.mark.parametrize("typed, name", [("float32", "float32"), ("torch.float32", "float32"), ("fp32", "float32"),
+                                         ("half", "float16"), ("bf16", "bfloat16"), ("Double", "float64")])
+def test_one_dtype_parser_for_every_command(typed, name):
+    assert check_dtype(typed) == getattr(torch, name)
+    assert CaseSpec(2, 1, 1, 1, dtype=typed).dtype == name  # what check and the suite make cases from
+    assert Point("vectorised", 2, 1, 1, 1, dtype=typed).dtype == name  # what bench sweeps
+
+
+@pytest.mark.parametrize("typed", ["float8", "int32", "torch.int64", ""])
+def test_a_dtype_no_case_can_be_made_in_is_refused_naming_the_accepted_ones(typed):
+    with pytest.raises(ValueError, match="use one of float32, float64, bfloat16, float16"):
+        check_dtype(typed)
+
+
+def test_an_absurd_size_is_one_line_of_bad_input_not_a_crash(capsys):
+    assert cli.main(["check", "--impl", "vectorised", "-H", "99999999999999999999", "--summary"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GiB for its tensors alone" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="GiB for its tensors alone"):
+        make_case(10**8, 8, 16, 1000)

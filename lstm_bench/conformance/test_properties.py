@@ -8,8 +8,8 @@ import pytest
 from lstm_bench.conformance.assertions import (assert_batch_independent, assert_deterministic, assert_inputs_unchanged,
                                                assert_stateless)
 from lstm_bench.conformance.cases import CaseSpec
+from lstm_bench.core.support import DTYPES
 
-DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 import torch
 
 from .devices import check_device
+from .support import DTYPES, dtype_name, parse_dtype
 from .values import check_int, check_positive_int
 
 GATES = ("i", "f", "g", "o")
@@ -251,11 +253,12 @@ class Result:
 
 
 def check_dtype(dtype: object) -> torch.dtype:
-    """Accept a torch floating dtype or its name ("float32"); raise ValueError otherwise."""
+    """Accept one of `support.DTYPES` as a torch dtype or as typed (`support.parse_dtype`: "float32",
+    "torch.float32", "fp16", ...); raise ValueError otherwise."""
     if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, None) if dtype.isidentifier() else None
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch dtype such as torch.float32 or 'float64', got {dtype!r}")
+        return getattr(torch, parse_dtype(dtype))
+    if not isinstance(dtype, torch.dtype) or dtype_name(dtype) not in DTYPES:
+        raise ValueError(f"dtype must be one of torch.{', torch.'.join(DTYPES)} (or its name), got {dtype!r}")
     return dtype
 
 
@@ -271,6 +274,29 @@ def check_lengths(lengths: object, T: int, B: int) -> torch.Tensor | None:
     if bool((lengths < 1).any()) or bool((lengths > T).any()):
         raise ValueError(f"lengths must lie in [1, T={T}], got {lengths.tolist()}")
     return lengths
+
+
+def case_elements(T: int, B: int, config: LSTMConfig) -> int:
+    """Elements a case holds while it is drawn: its tensors (x, d_output, states, weights) once
+    in float64 and once in its dtype, as Python integers (no overflow at absurd sizes)."""
+    states = config.num_layers * config.directions
+    weights = sum(math.prod(shape) for shape in config.weight_shapes().values())
+    tensors = (T * B * config.input_size + T * B * config.directions * config.h_out
+               + 2 * states * B * (config.h_out + config.hidden_size) + weights)
+    return 2 * tensors
+
+
+def check_fits(T: int, B: int, config: LSTMConfig, device: torch.device) -> None:
+    """ValueError, in one line, when the case alone would take more than the device's memory
+    (before anything is allocated: a size typed with one digit too many is bad input, not a crash)."""
+    need = case_elements(T, B, config) * 8
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ValueError(f"a case of T={T} B={B} I={config.input_size} H={config.hidden_size} needs "
+                         f"{need / 2**30:.3g} GiB for its tensors alone; this {device.type} has {have / 2**30:.3g} GiB")
 
 
 def make_case(
@@ -314,6 +340,7 @@ def make_case(
         raise ValueError(f"seed must be an int, got {seed!r}")
     if not math.isfinite(weight_scale):
         raise ValueError(f"weight_scale must be finite, got {weight_scale!r}")
+    check_fits(T, B, config, device)
 
     gen = torch.Generator().manual_seed(seed)
     f64 = dict(dtype=torch.float64, generator=gen)

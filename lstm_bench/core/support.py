@@ -24,7 +24,11 @@ import torch
 from .devices import KNOWN_DEVICES
 
 SIZE_NAMES = ("T", "B", "I", "H")
-DEFAULT_DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16", "float16")  # the dtypes a case can be made in: the one list
+DEFAULT_DTYPES = ("float32", "float64")  # what a kernel that declares nothing is judged in
+# Other spellings a user types (torch's own aliases and the usual short names), one parser for every command.
+DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "double": "float64", "fp64": "float64",
+                 "half": "float16", "fp16": "float16", "bf16": "bfloat16"}
 FEATURES = ("layers", "bidirectional", "projection", "batch_first", "lengths")
 
 
@@ -35,6 +39,17 @@ class Unsupported(ValueError):
 def dtype_name(dtype: torch.dtype | str) -> str:
     """"float32" for torch.float32 (or the string itself)."""
     return dtype if isinstance(dtype, str) else str(dtype).replace("torch.", "")
+
+
+def parse_dtype(text: str) -> str:
+    """The canonical name (one of `DTYPES`) of a dtype as typed: "float32", "torch.float32",
+    "fp32", "half", ...; ValueError naming the accepted names otherwise."""
+    name = text.strip().lower().removeprefix("torch.")
+    name = DTYPE_ALIASES.get(name, name)
+    if name not in DTYPES:
+        raise ValueError(f"dtype {text!r} is not one an LSTM case can be made in; use one of {', '.join(DTYPES)} "
+                         f"(or {', '.join(DTYPE_ALIASES)})")
+    return name
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,19 @@ measured 2.3x (autograd) and 1.5x (ATen) the policy's bound against oneDNN
 (`python -m studies.gate_study low_precision`).
 """
 from ..core.registry import register_impl
+from ..core.support import DTYPES
 from . import autograd, nn_lstm, reference, vectorised
 
 # The names of the built-in implementations: the one list the grid, the tests and the docs use.
 BUILTIN = ("reference", "vectorised", "autograd", "nn_lstm", "nn_lstm_native")
-ALL_DTYPES = ("float32", "float64", "bfloat16", "float16")
 
-register_impl("reference", reference.run, forward=reference.forward, backward=reference.backward, dtypes=ALL_DTYPES,
+register_impl("reference", reference.run, forward=reference.forward, backward=reference.backward, dtypes=DTYPES,
               description="textbook manual BPTT, per gate and per step")
 register_impl("vectorised", vectorised.run, forward=vectorised.forward, backward=vectorised.backward,
-              dtypes=ALL_DTYPES, description="manual BPTT with fused GEMMs and preallocated buffers")
+              dtypes=DTYPES, description="manual BPTT with fused GEMMs and preallocated buffers")
 register_impl("autograd", autograd.run, forward=autograd.forward, backward=autograd.backward,
               description="torch ops forward, torch.autograd.grad backward")
-register_impl("nn_lstm", nn_lstm.run, forward=nn_lstm.forward, backward=nn_lstm.backward, dtypes=ALL_DTYPES,
+register_impl("nn_lstm", nn_lstm.run, forward=nn_lstm.forward, backward=nn_lstm.backward, dtypes=DTYPES,
               description="torch.nn.LSTM: cuDNN on CUDA, oneDNN on CPU")
 register_impl("nn_lstm_native", nn_lstm.run_native, forward=nn_lstm.forward_native, backward=nn_lstm.backward,
               description="torch.nn.LSTM with cuDNN and oneDNN off (ATen's kernels)")
