@@ -57,6 +57,14 @@ def test_bad_flags_exit_2(flags, tmp_path, capsys):
     assert flags[0] in err and len(err.strip().splitlines()) == 1
 
 
+def test_an_existing_out_dir_is_refused_before_the_work(monkeypatch, tmp_path, capsys):
+    (tmp_path / "flow.json").write_text("an earlier run's results")
+    monkeypatch.setattr(study, "step_gradients", lambda *a, **k: pytest.fail("the study ran"))
+    assert main([*TINY, "--no-plots", "--out-dir", str(tmp_path)]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert (tmp_path / "flow.json").read_text() == "an earlier run's results"
+
+
 def test_bad_device_is_a_clear_error(tmp_path, capsys):
     assert main([*TINY, "--device", "tpu", "--no-plots", "--out-dir", str(tmp_path)]) == 2
     assert "device" in capsys.readouterr().err
@@ -93,7 +101,8 @@ def test_non_finite_gradients_exit_2_with_one_line(monkeypatch, tmp_path, capsys
         return grads
 
     monkeypatch.setattr(study, "step_gradients", blow_up)
-    assert main([*TINY, "--no-plots", "--out-dir", str(tmp_path)]) == 2
+    assert main([*TINY, "--no-plots", "--out-dir", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()  # the folder made before the work is not left behind
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lstm-bench: error: RNN (tanh): non-finite dx norms at seed "
                                                "index 0 in float64")

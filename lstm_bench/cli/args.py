@@ -14,7 +14,9 @@ When several apply, the most severe wins: 2 > 1 > 3 > 5 > 0 (`worst`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..core.values import parse_fraction, parse_int, parse_probability
@@ -45,6 +47,33 @@ def warn(msg: str) -> None:
 
 def error(msg: str) -> None:
     print(f"lstm-bench: error: {msg}", file=sys.stderr)
+
+
+def new_output_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Make the folder a command will write into, before the work: UsageError naming `flag` when
+    it exists already (another run's outputs are never replaced) or cannot be made."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise UsageError(f"{flag} {path}: exists already; name a new folder (nothing was overwritten)") from None
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot make it: {err.strerror}") from None
+    return path
+
+
+def check_new_file(path: str | os.PathLike, flag: str) -> Path:
+    """Validate, before the work, a file a command will create at the end: UsageError naming `flag`
+    when it exists already or its folder is missing or not writable."""
+    path = Path(path)
+    if path.exists():
+        raise UsageError(f"{flag} {path}: exists already; name a new file (nothing was overwritten)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: folder {folder} is not writable")
+    return path
 
 
 def arg_type(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:

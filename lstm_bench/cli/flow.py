@@ -17,7 +17,7 @@ from ..core import strict_json
 from ..flow.forget import decay_table
 from ..flow.memory_length import check_threshold
 from ..flow.study import FlowSettings, compare_models, fmt, init_study
-from .args import Parser, positive_int
+from .args import Parser, new_output_dir, positive_int
 from .output import table as text_table
 
 DISTANCES = (0, 1, 2, 5, 10, 20, 50)
@@ -118,7 +118,7 @@ def decay_rows() -> tuple[list[str], list[list]]:
 def run(args: argparse.Namespace) -> int:
     """Run both studies with `args` from `add_arguments`; write JSON and PNGs; return 0."""
     settings = settings_of(args)
-    out_dir = Path(args.out_dir or time.strftime("lstm-bench-flow-%Y%m%d-%H%M%S"))
+    out_dir = new_output_dir(args.out_dir or time.strftime("lstm-bench-flow-%Y%m%d-%H%M%S"), "--out-dir")
     say = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
     say(f"gradient flow: T={settings.seq_len} H={settings.hidden_size} I={settings.input_size}, "
         f"{settings.samples} samples x {settings.seeds} seeds from seed {settings.seed}, loss on "
@@ -129,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
         memo: dict = {}
         models = compare_models(settings, memo=memo)
         inits = init_study(settings, memo=memo)
+    except BaseException:
+        out_dir.rmdir()  # made empty before the work (so that a bad --out-dir fails first); leave nothing
+        raise
     finally:
         torch.set_num_threads(threads)
     elapsed = time.perf_counter() - started
@@ -138,7 +141,6 @@ def run(args: argparse.Namespace) -> int:
         "comparison": [s.to_dict() for s in models], "init_study": [s.to_dict() for s in inits],
         "decay_table": decay_table(),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "flow.json").write_text(strict_json.dumps(doc, indent=1))
 
     if args.json:
