@@ -245,7 +245,7 @@ QUICK_GRID = Grid(
 ASV_GRID = BENCH_GRID.replace(B=(32,))
 
 # One fixed point for measurement-quality studies (run-to-run spread, smallest slowdown
-# flagged): `lstm_bench.comparison.slowdown.register_slowed` registers its implementation.
+# flagged): `lstm_bench.impls.slowdown.register_slowed` registers its implementation.
 STUDY_GRID = Grid(impls=("vectorised_slowed",), T=(100,), H=(256,), B=(32,), devices=("cpu",),
                   dtypes=("float32",))
 
@@ -345,10 +345,10 @@ def skip_reason(point: Point) -> str | None:
 def grid_from_env(variable: str, default: str) -> Grid:
     """The grid of `NAMED_GRIDS` that $`variable` names (else `default`), ready to run.
 
-    The study grid's implementation is registered too (`lstm_bench.comparison.slowdown`): slowed by
+    The study grid's implementation is registered too (`lstm_bench.impls.slowdown`): slowed by
     $LSTM_BENCH_INJECT_SLOWDOWN when that is set, else unslowed when the study grid is asked for.
     """
-    from ..comparison.slowdown import SLOWED_IMPL, register_slowed, register_slowed_from_env
+    from ..impls.slowdown import SLOWED_IMPL, register_slowed, register_slowed_from_env
 
     name = from_env(variable, str.strip, default)
     if name not in NAMED_GRIDS:

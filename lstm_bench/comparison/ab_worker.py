@@ -23,7 +23,7 @@ stdout is moved to stderr at start and the protocol keeps a private copy of the 
 
 $LSTM_BENCH_INJECT_SLOWDOWN (a fraction, e.g. 0.05) makes every timed call busy-wait
 that fraction of its own duration: a known slowdown of the very same code, for
-calibrating the comparison (the rule of `lstm_bench.comparison.slowdown`, copied here because 0.1
+calibrating the comparison (the rule of `lstm_bench.impls.slowdown`, copied here because 0.1
 does not have that module).
 """
 from __future__ import annotations

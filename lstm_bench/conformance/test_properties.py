@@ -11,7 +11,6 @@ from lstm_bench.conformance.cases import CaseSpec
 from lstm_bench.core.support import DTYPES
 
 
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_result_in_the_cases_dtype_and_device(lstm_kernel, dtype):
     case = lstm_kernel.case(CaseSpec(5, 3, 4, 6, dtype, seed=1))

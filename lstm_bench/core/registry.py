@@ -239,7 +239,7 @@ def source_of(fn: Callable) -> dict[str, str]:
     source file (a builtin, a C extension's function). A results file keeps it, so that
     `--resume` can refuse a different kernel that happens to have the same name."""
     try:
-        path = Path(inspect.getsourcefile(fn) or "")
+        path = Path(inspect.getsourcefile(inspect.unwrap(fn)) or "")
     except TypeError:
         return {}
     if not path.is_file():
