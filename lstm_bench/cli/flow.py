@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..core import strict_json
+from ..flow import plots
 from ..flow.forget import decay_table
 from ..flow.memory_length import check_threshold
 from ..flow.study import FlowSettings, compare_models, fmt, init_study
@@ -170,8 +171,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _plots(models, inits, out_dir: Path, settings: FlowSettings, say) -> list[Path]:
     try:
-        from ..flow import plots
-        plots.pyplot()
+        plots.pyplot()  # matplotlib, an optional dependency, loaded here
     except ImportError as err:
         print(f"lstm-bench flow: warning: no PNG plots: {err}", file=sys.stderr)
         return []

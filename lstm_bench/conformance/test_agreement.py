@@ -5,6 +5,12 @@ and device, the case left unchanged."""
 from __future__ import annotations
 
 import pytest
+import torch
+
+from lstm_bench.conformance.cases import CaseSpec
+from lstm_bench.conformance.policy import TF32_EPS, VENDOR, vendor_relative
+from lstm_bench.core.devices import tf32
+from lstm_bench.core.registry import get_impl
 
 
 def test_agrees_with_float64_truth(lstm_kernel, lstm_case_spec):
@@ -15,13 +21,6 @@ def test_tf32_mode_against_the_vendor(lstm_kernel):
     """On CUDA, TF32 as its own mode: a float32 case computed with TF32 matmuls (kernel and
     vendor alike) is judged like a low-precision one, against the vendor's error, with TF32's
     eps (2^-10). TF32 is otherwise off while a kernel is judged."""
-    import torch
-
-    from lstm_bench.conformance.cases import CaseSpec
-    from lstm_bench.conformance.policy import TF32_EPS, VENDOR, vendor_relative
-    from lstm_bench.core.devices import tf32
-    from lstm_bench.core.registry import get_impl
-
     if lstm_kernel.device != "cuda":
         pytest.skip("TF32 is a CUDA mode (Ampere GPUs and newer)")
     case = lstm_kernel.case(CaseSpec(100, 8, 32, 64, "float32", seed=43, label="TF32"))

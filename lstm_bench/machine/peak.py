@@ -43,6 +43,7 @@ from ..core.contract import check_dtype
 from ..core.devices import check_device
 from ..core.support import dtype_name
 from .environment import cache_dir, cpu_name, gpu_name
+from .load import LoadProbe
 from .timing import set_threads, time_fn
 
 PEAK_VERSION = 2  # 1: torch.mm only (lstm-bench 0.1); 2: best of the libraries, capability checked
@@ -196,7 +197,6 @@ def matmul_peak(device: str = "cpu", dtype: str = "float32", *, threads: int | N
     """This machine's GEMM peak for `device` and `dtype`, from the cache or measured (and cached when quiet).
 
     `refresh` measures again and keeps the better of the new and the cached figure."""
-    from .load import LoadProbe
 
     threads = set_threads(threads)
     dtype = dtype_name(check_dtype(dtype))
