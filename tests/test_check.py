@@ -36,11 +36,25 @@ def test_the_default_run_covers_tile_boundaries_and_long_memory(capsys):
 
 @pytest.mark.parametrize("kernel", ["remainder_tile_above_h64", "batch_tile_above_b32", "input_loop_bound_h",
                                     "window_40", "bfloat16_inside", "caches_weights_by_shape", "mutates_c0",
-                                    "nan_gradient"])
+                                    "nan_gradient", "nondeterministic", "batch_first_reshaped", "bfloat16_result"])
 def test_the_default_run_catches_each_bug_class(capsys, kernel):
     code, out, _ = run(capsys, "check", "--impl", f"{BROKEN}:{kernel}")
     assert code == 1, out[-2000:]
     assert re.search(r"reproduce: lstm-bench check --impl \S+ -T \d+", out)  # the failing case, ready to rerun
+
+
+def test_the_run_ends_with_a_case_run_again_and_a_declared_nondeterminism_passes(capsys):
+    # 1 ulp that flips from call to call: only the repeat at the end sees it
+    code, out, _ = run(capsys, "check", "--impl", f"{BROKEN}:nondeterministic")
+    assert code == 1 and re.search(r"again\s+nondeterministic .*FAIL \(.*different bits in d_weight_hh_l0", out)
+    code, out, _ = run(capsys, "check", "--impl", f"{BROKEN}:nondeterministic_declared")
+    assert code == 0 and re.search(r"again\s+nondeterministic_declared .*PASS", out)
+
+
+def test_a_kernel_declaring_one_feature_meets_fixed_cases_of_it(capsys):
+    # batch_first alone (FlashRNN's, Flax's, Keras' layout): caught by a fixed case, not only by random ones
+    code, out, _ = run(capsys, "check", "--impl", f"{BROKEN}:batch_first_reshaped")
+    assert code == 1 and re.search(r"T7-B4-I5-H6-float32-bf-s\d+\s+batch_first_reshaped .*FAIL", out)
 
 
 def test_the_reproduce_line_reruns_the_users_kernel_from_its_file(capsys):

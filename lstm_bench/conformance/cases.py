@@ -214,6 +214,20 @@ def configurations(depth: str) -> list[CaseSpec]:
     return specs
 
 
+# Each feature of nn.LSTM's configuration alone, at the covering array's sizes: a kernel that
+# declares one feature (FlashRNN's, Flax's and Keras' native layout is batch_first alone) meets
+# no case of the covering array that it runs, only these.
+FEATURE_ALONE = {"layers": {"num_layers": 2}, "bidirectional": {"bidirectional": True}, "projection": {"proj_size": 3},
+                 "batch_first": {"batch_first": True}, "lengths": {"lengths": (7, 3, 1, 5)}}
+
+
+def features_alone(depth: str) -> list[CaseSpec]:
+    """One case per feature with no other feature (float32; float64 too beyond quick)."""
+    dtypes = ("float32",) if depth == "quick" else ("float32", "float64")
+    return [CaseSpec(7, 4, 5, 6, dtype, seed=50 + k, label=f"{feature} alone", **kwargs)
+            for k, (feature, kwargs) in enumerate(FEATURE_ALONE.items()) for dtype in dtypes]
+
+
 def low_precision(depth: str) -> list[CaseSpec]:
     """bfloat16 and float16 cases (only kernels that declare these dtypes run them), judged
     against the vendor's own error (`lstm_bench.conformance.policy`). T = 300: a kernel that sums its
@@ -236,4 +250,5 @@ def catalogue(depth: str = "default") -> list[CaseSpec]:
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {DEPTHS}, got {depth!r}")
     sizes = boundary(("float32",)) if depth == "quick" else boundary()
-    return sizes + long_memory(depth) + stress(depth) + configurations(depth) + low_precision(depth)
+    return (sizes + long_memory(depth) + stress(depth) + configurations(depth) + features_alone(depth)
+            + low_precision(depth))

@@ -198,3 +198,22 @@ def cuda_only(case: Case) -> Result:
 
 
 cuda_only.devices = ("cuda",)
+
+
+def batch_first_reshaped(case):
+    """Declares batch_first alone (FlashRNN's, Flax's and Keras' native layout), and gets it wrong:
+    it makes the time-major case with d_output *reshaped* (B, T, H) -> (T, B, H) instead of
+    transposed, so every gradient is wrong whenever B > 1 and T > 1 — and only in batch_first."""
+    if not case.config.batch_first:
+        return correct(case)
+    B, T = case.x.shape[:2]
+    time_major = dataclasses.replace(case, config=dataclasses.replace(case.config, batch_first=False),
+                                     x=case.x.transpose(0, 1).contiguous(),
+                                     d_output=case.d_output.reshape(T, B, -1))
+    r = correct(time_major)
+    return dataclasses.replace(r, output=r.output.transpose(0, 1).contiguous(),
+                               grads={**r.grads, "x": r.grads["x"].transpose(0, 1).contiguous()})
+
+
+batch_first_reshaped.features = ("batch_first",)
+batch_first_reshaped.devices = ("cpu",)
