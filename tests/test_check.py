@@ -95,3 +95,12 @@ def test_ctrl_c_keeps_and_prints_what_finished(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, "check", "--impl", f"{tmp_path / 'stops.py'}:stops_at_third")
     assert code == 130 and "interrupted" in err
     assert "2 passed, 0 failed, 0 skipped" in out  # the two cases that finished, summarised
+
+
+def test_a_length_beyond_the_policys_measured_range_is_refused_unless_asked(capsys):
+    code, _, err = run(capsys, "check", "--impl", "vectorised", "-T", "10000", "-B", "2", "-H", "8", "--summary")
+    assert code == 2 and "longer than the tolerance policy was measured on (T <= 1000)" in err
+    assert err.count("\n") == 1
+    code, out, _ = run(capsys, "check", "--impl", "vectorised", "-T", "1001", "-B", "1", "-I", "1", "-H", "1",
+                       "--beyond-measured", "--summary")
+    assert code == 0 and "1 failed" not in out

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from ..conformance.assertions import assert_stateless
 from ..conformance.cases import DEPTHS, STRESS, CaseSpec, catalogue
 from ..conformance.judge import judge_against_reference, truth_of
-from ..conformance.policy import AgreementReport
+from ..conformance.policy import MEASURED_MAX_T, AgreementReport
 from ..core.contract import check_dtype
 from ..core.devices import check_device
 from ..core.registry import available_impls, get_impl, resolve_impls
@@ -76,6 +76,16 @@ def specs_from_args(args: argparse.Namespace) -> list[CaseSpec]:
     axes = [given[k] or [defaults[k]] for k in "TBIH"]
     return [CaseSpec(T, B, I, H, dtype, seed=args.seed, **stress, **chosen)
             for T, B, I, H in itertools.product(*axes) for dtype in (dtypes or ["float32"])]
+
+
+def check_measured_lengths(specs: list[CaseSpec], beyond: bool) -> None:
+    """UsageError when a case is longer than the tolerance policy was measured on
+    (`policy.MEASURED_MAX_T`), unless `beyond` (--beyond-measured) asks to judge it anyway."""
+    longest = max(s.T for s in specs)
+    if longest > MEASURED_MAX_T and not beyond:
+        raise UsageError(f"T={longest} is longer than the tolerance policy was measured on (T <= {MEASURED_MAX_T}): "
+                         f"float32 sums over T steps can put a correct kernel above the bound there (nn.LSTM 2.4x at "
+                         f"T=10000); add --beyond-measured to judge anyway")
 
 
 def _make(spec: CaseSpec, device: str):
@@ -214,6 +224,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="one sequence length per batch entry, each in [1, T] (packed sequences)")
     p.add_argument("--weight-scale", type=float, help="multiply every weight and bias (10 saturates the gates)")
     p.add_argument("--forget-bias", type=float, help="set the forget gate's bias (5: f ~ 0.993, long memory)")
+    p.add_argument("--beyond-measured", action="store_true",
+                   help=f"judge cases longer than the tolerance policy was measured on (T > {MEASURED_MAX_T}), where a "
+                        f"correct float32 kernel can exceed the bound")
     p.add_argument("--reference", default="autograd", help="implementation run in float64 as the truth "
                                                            "(default autograd)")
     p.add_argument("--threads", type=positive_int, default=1,
@@ -230,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
     get_impl(args.reference)  # an unknown reference is bad input (exit 2), not a FAIL of every implementation
     impls = resolve_impls(flatten(args.impl) or []) or available_impls(args.device)
     specs = specs_from_args(args)
+    check_measured_lengths(specs, args.beyond_measured)
     set_threads(args.threads)
     outcome = run_check(impls, specs, device=args.device, verbose=args.verbose, summary=args.summary,
                         reference=args.reference)
