@@ -149,7 +149,6 @@ def gpu_identity(device: str | torch.device | None = None, *, props: Any = None,
     cudnn_ok = torch.backends.cudnn.is_available()
     return {
         "name": str(getattr(props, "name", "unknown")),
-        "index": index,
         "capability": f"{getattr(props, 'major', '?')}.{getattr(props, 'minor', '?')}",
         "sm_count": getattr(props, "multi_processor_count", None),
         "l2_bytes": getattr(props, "L2_cache_size", None),
