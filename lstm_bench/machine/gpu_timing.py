@@ -77,12 +77,13 @@ class L2Flush:
 
 def event_times(call: Callable[..., Any], *, repeats: int, number: int = 1, flush: Callable[[], None] | None = None,
                 prepare: Callable[[], Any] | None = None, clock: ClockSampler | None = None,
-                cuda: Any = torch.cuda) -> list[float]:
+                cuda: Any = None) -> list[float]:
     """Seconds per call, one figure per repeat (the mean of `number` event-timed calls).
 
     Per call: `prepare()` (untimed; its result is `call`'s argument), `flush()`, start event,
     `call`, end event; the events of a repeat are read after one synchronisation, and
     `clock.sample()` follows, outside every window. `cuda` is torch.cuda (a fake in tests)."""
+    cuda = cuda or torch.cuda
     times = []
     for _ in range(repeats):
         pairs = []
@@ -113,8 +114,9 @@ def host_times(call: Callable[..., Any], *, repeats: int, prepare: Callable[[], 
     return times
 
 
-def capture(call: Callable[[], Any], *, cuda: Any = torch.cuda, warmup: int = GRAPH_WARMUP) -> tuple[Any, str]:
+def capture(call: Callable[[], Any], *, cuda: Any = None, warmup: int = GRAPH_WARMUP) -> tuple[Any, str]:
     """(a CUDA graph of one `call`, "") or (None, why it could not be captured)."""
+    cuda = cuda or torch.cuda
     try:
         side = cuda.Stream()
         side.wait_stream(cuda.current_stream())
@@ -136,7 +138,7 @@ def capture(call: Callable[[], Any], *, cuda: Any = torch.cuda, warmup: int = GR
 
 
 def graph_times(call: Callable[[], Any], *, repeats: int, warmup: int = 1, flush: Callable[[], None] | None = None,
-                clock: ClockSampler | None = None, cuda: Any = torch.cuda) -> tuple[list[float], str]:
+                clock: ClockSampler | None = None, cuda: Any = None) -> tuple[list[float], str]:
     """(seconds per replay of `call` captured once, "") or ([], why it could not be captured)."""
     graph, reason = capture(call, cuda=cuda)
     if graph is None:
@@ -151,8 +153,10 @@ def graph_times(call: Callable[[], Any], *, repeats: int, warmup: int = 1, flush
         del graph
 
 
-def empty_launch_seconds(*, cuda: Any = torch.cuda, launches: int = LAUNCHES, repeats: int = 5) -> float:
+def empty_launch_seconds(*, cuda: Any = None, launches: int = LAUNCHES, repeats: int = 5) -> float:
     """Median seconds per launch of an empty kernel (`cuda._sleep(0)`), launched back to back from Python."""
+    cuda = cuda or torch.cuda
+
     def burst() -> None:
         for _ in range(launches):
             cuda._sleep(0)
@@ -249,7 +253,7 @@ def phase_halves(impl: Any) -> tuple[Callable, Callable] | None:
 
 
 def phase_times(impl: Any, case: Any, *, repeats: int, flush: Callable[[], None] | None = None,
-                cuda: Any = torch.cuda) -> tuple[dict[str, list[float]], str]:
+                cuda: Any = None) -> tuple[dict[str, list[float]], str]:
     """({"backward": [...], "backward_data": [...], "backward_weights": [...]}, reason) for `impl` on `case`.
 
     Each phase is timed alone, what comes before it run untimed (before the start event on

@@ -136,22 +136,26 @@ def _in_tf32(enabled: bool, call: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
+def cuda_float32_libraries(use_tf32: bool | None = None) -> dict[str, bool]:
+    """The float32 GEMM candidates on CUDA, name -> TF32 on: "cublas" (true float32) unless `use_tf32`
+    is True, and "cublas-tf32" when `use_tf32` is True, or None while `tf32_allowed()`."""
+    out = {} if use_tf32 else {"cublas": False}
+    if use_tf32 or (use_tf32 is None and tf32_allowed()):
+        out["cublas-tf32"] = True
+    return out
+
+
 def _gemm_calls(device: str, tdtype: torch.dtype, m: int, k: int, n: int,
                 use_tf32: bool | None = None) -> dict[str, Callable[[], object]]:
-    """Per library, a callable that does one (m, k) @ (k, n) product (2 m k n FLOPs).
-
-    CUDA float32: "cublas" in true float32 unless `use_tf32` is True, and "cublas-tf32" when
-    `use_tf32` is True, or None and `tf32_allowed()`."""
+    """Per library, a callable that does one (m, k) @ (k, n) product (2 m k n FLOPs); CUDA float32:
+    `cuda_float32_libraries`."""
     dev = torch.device(device)
     a = torch.randn(m, k, device=dev).to(tdtype)
     b = torch.randn(k, n, device=dev).to(tdtype)
     out = torch.empty(m, n, dtype=tdtype, device=dev)
     mm = lambda: torch.mm(a, b, out=out)  # noqa: E731
     if device == "cuda" and tdtype == torch.float32:
-        calls = {} if use_tf32 else {"cublas": _in_tf32(False, mm)}
-        if use_tf32 or (use_tf32 is None and tf32_allowed()):
-            calls["cublas-tf32"] = _in_tf32(True, mm)
-        return calls
+        return {name: _in_tf32(on, mm) for name, on in cuda_float32_libraries(use_tf32).items()}
     calls: dict[str, Callable[[], object]] = {"cublas" if device == "cuda" else "mkl": mm}
     if device == "cpu" and torch.backends.mkldnn.is_available():
         try:
