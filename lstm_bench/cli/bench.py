@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..bench.gpu_report import gpu_notes, gpu_rows
 from ..bench.grid import BENCH_GRID, NAMED_GRIDS, PLAIN, QUICK_GRID, Grid, Variant
 from ..bench.records import PointRecord
 from ..bench.results import ResultsFile, load
@@ -148,6 +149,30 @@ def sweep_table(results: ResultsFile) -> str:
     return "\n".join([out] + notes)
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}%"
+
+
+def gpu_table(results: ResultsFile) -> str | None:
+    """The CUDA points' own table (`lstm_bench.bench.gpu_report`), or None when the file has none."""
+    rows = gpu_rows(results)
+    if not rows:
+        return None
+    out = []
+    for r in rows:
+        p, ph = r.record.point, r.phases_s
+        out.append([p.impl, p.T, p.B, p.H, p.dtype, r.cache, human_duration(r.eager_s), human_duration(r.graph_s),
+                    _pct(None if r.launch_share is None else 100 * r.launch_share), human_duration(r.floor_s),
+                    "-" if r.over_floor is None else f"{r.over_floor:.1f}x"]
+                   + [f"{human_duration(ph[k])} {_pct(r.phase_pct.get(k))}" for k in
+                      ("forward", "backward", "backward_data", "backward_weights")]
+                   + ["-" if r.sm_clock_mhz is None else f"{r.sm_clock_mhz[0]}-{r.sm_clock_mhz[1]}",
+                      "-" if r.temperature_c is None else r.temperature_c, r.throttled or "-"])
+    headers = ["impl", "T", "B", "H", "dtype", "L2", "eager fwd+bwd", "graph", "launch share", "launch floor",
+               "eager/floor", "fwd (% peak)", "bwd", "bwd-data", "bwd-wt", "SM MHz", "C", "throttled"]
+    return "\n".join([table(headers, out, left=(0, 4, 5))] + gpu_notes(rows))
+
+
 def skip_lines(records: list[PointRecord]) -> list[str]:
     """One line per distinct skip reason, with how many points it covers."""
     reasons: dict[str, int] = {}
@@ -223,6 +248,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     results, counts = outcome.results, outcome.counts
     print(sweep_table(results))
+    gpu = gpu_table(results)
+    if gpu:
+        print("CUDA (L2 cold: flushed before each timed call; graph: one CUDA-graph replay of forward+backward):")
+        print(gpu)
     for line in skip_lines(results.records):
         print(line)
     details = results.env.get("matmul_peak") or {}
