@@ -65,7 +65,7 @@ def _anchor_lines(anchor: dict | None, machine: dict | None) -> list[str]:
              + ", ".join(f"{k} {v:.3f} ms" for k, v in anchor["datasheet_floor_ms"].items())
              + "; measured = GFLOP / this GPU's cuBLAS peak of the mode.", "",
              "| mode | impl | backend | fwd ms | bwd ms | fwd+bwd ms | graph ms | measured floor ms | x floor | "
-             "fastrnns / this (fwd, bwd) | max rel err | saved | peak |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "fastrnns / this (fwd, bwd) | max rel err | saved | peak |", "|---" * 13 + "|"]
     for r in anchor["rows"]:
         if r["status"] != "ok":
             lines.append(f"| {r['mode']} | {r['impl']} | FAILED: {r.get('error', '')[:200]} |" + " |" * 10)

@@ -32,7 +32,8 @@ def _record(**gpu) -> PointRecord:
 
 
 def test_a_cuda_row_works_out_launch_share_floor_and_phase_peaks():
-    (row,) = gpu_rows(_file(_record(), PointRecord(Point("vectorised", 10, 1, 8, 8), "ok", Measurement((1.0,), (2.0,)))))
+    cpu = PointRecord(Point("vectorised", 10, 1, 8, 8), "ok", Measurement((1.0,), (2.0,)))
+    (row,) = gpu_rows(_file(_record(), cpu))  # the CPU point has no row
     assert row.cache == "cold" and row.eager_s == 10e-3 and row.graph_s == 8e-3
     assert row.launch_share == pytest.approx(0.2)  # 1 - 8 / 10
     assert row.floor_s == pytest.approx(200 * 5e-6) and row.over_floor == pytest.approx(10.0)  # 2 T launches
