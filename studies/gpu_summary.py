@@ -127,9 +127,13 @@ def write_summary(out: Path, outcomes: list[dict], total_s: float) -> Path:
             lines.append(f"pytest-junit.xml unreadable: {err}")
     else:
         lines.append("pytest-junit.xml missing: pytest did not finish (see gpu_run.log)")
-    lines += ["", "## cuBLAS peaks and launch latency", ""] + _machine_lines(machine)
-    lines += ["", "## fastrnns anchor", ""] + _anchor_lines(anchor, machine)
-    lines += ["", "## bench (CUDA grid)", ""] + _bench_lines(out / "bench-cuda.jsonl")
+    skipped = {o["step"]: f"{o['step']}: skipped: {o['skipped']}" for o in outcomes if o["skipped"]}
+    lines += ["", "## cuBLAS peaks and launch latency", ""]
+    lines += [skipped["machine"]] if "machine" in skipped else _machine_lines(machine)
+    lines += ["", "## fastrnns anchor", ""]
+    lines += [skipped["anchor"]] if "anchor" in skipped else _anchor_lines(anchor, machine)
+    lines += ["", "## bench (CUDA grid)", ""]
+    lines += [skipped["bench"]] if "bench" in skipped else _bench_lines(out / "bench-cuda.jsonl")
     unverified = [f"{o['step']}: {o['skipped'] or 'timed out'}" for o in outcomes if o["skipped"] or o["timed_out"]]
     lines += ["", "## Not verified in this run", ""] + ([f"- {u}" for u in unverified] or ["- nothing skipped"])
     path = out / "summary.md"

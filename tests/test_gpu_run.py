@@ -115,6 +115,14 @@ def test_a_failed_anchor_point_is_recorded_and_the_others_run(tmp_path, monkeypa
     assert "FAILED: RuntimeError: CUDA error" in write_summary(tmp_path, [], 1.0).read_text()
 
 
+def test_a_skipped_step_is_named_as_skipped_not_missing(tmp_path):
+    outcomes = [{"step": s, "rc": None, "seconds": 0.0, "timed_out": False, "skipped": gpu_run.NO_CUDA}
+                for s in ("machine", "anchor", "bench")]
+    text = write_summary(tmp_path, outcomes, 1.0).read_text()
+    assert "missing" not in text.split("## cuBLAS")[1].split("## Not verified")[0]
+    assert f"anchor: skipped: {gpu_run.NO_CUDA}" in text and "pytest-junit.xml missing" in text
+
+
 def test_junit_counts_failures_and_errors(tmp_path):
     (tmp_path / "j.xml").write_text(JUNIT)
     counts, failed = junit_summary(tmp_path / "j.xml")
