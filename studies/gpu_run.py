@@ -128,6 +128,7 @@ def step_anchor(out: Path) -> int:
                 g = m.gpu
                 row.update(status="ok", backend=m.backend, forward_ms=1e3 * m.forward_median_s,
                            backward_ms=1e3 * statistics.median(g.backward_s) if g.backward_s else None,
+                           backward_data_ms=1e3 * statistics.median(g.backward_data_s) if g.backward_data_s else None,
                            forward_backward_ms=1e3 * m.forward_backward_median_s,
                            graph_ms=1e3 * statistics.median(g.graph_s) if g.graph_s else None,
                            graph_reason=g.graph_reason, max_rel_error=m.max_rel_error, saved_bytes=m.saved_bytes,

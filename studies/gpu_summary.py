@@ -64,11 +64,11 @@ def _anchor_lines(anchor: dict | None, machine: dict | None) -> list[str]:
              f"{anchor['fastrnns_ms']['backward']} ms. Floors: datasheet (H200) "
              + ", ".join(f"{k} {v:.3f} ms" for k, v in anchor["datasheet_floor_ms"].items())
              + "; measured = GFLOP / this GPU's cuBLAS peak of the mode.", "",
-             "| mode | impl | backend | fwd ms | bwd ms | fwd+bwd ms | graph ms | measured floor ms | x floor | "
-             "fastrnns / this (fwd, bwd) | max rel err | saved | peak |", "|---" * 13 + "|"]
+             "| mode | impl | backend | fwd ms | bwd ms | bwd-data ms | fwd+bwd ms | graph ms | measured floor ms | "
+             "x floor | fastrnns / this (fwd, bwd) | max rel err | saved | peak |", "|---" * 14 + "|"]
     for r in anchor["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['mode']} | {r['impl']} | FAILED: {r.get('error', '')[:200]} |" + " |" * 10)
+            lines.append(f"| {r['mode']} | {r['impl']} | FAILED: {r.get('error', '')[:200]} |" + " |" * 11)
             continue
         peak = (peaks.get(r["mode"]) or {}).get("gflops")
         floor = gflop / peak * 1e3 if peak else None
@@ -81,6 +81,7 @@ def _anchor_lines(anchor: dict | None, machine: dict | None) -> list[str]:
         err = f"{r['max_rel_error']:.1e}" if r.get("max_rel_error") is not None else "-"
         graph = _ms(r.get("graph_ms")) if r.get("graph_ms") is not None else f"- ({r.get('graph_reason', '')[:80]})"
         lines.append(f"| {r['mode']} | {r['impl']} | {r['backend']} | {_ms(r['forward_ms'])} | {_ms(r['backward_ms'])} "
+                     f"| {_ms(r.get('backward_data_ms'))} "
                      f"| {_ms(r['forward_backward_ms'])} | {graph} | {_ms(floor)} | {ratio} | {versus} | {err} | "
                      f"{r.get('saved_bytes')} | {r.get('peak_bytes')} |")
     return lines

@@ -45,6 +45,16 @@ def test_a_cuda_row_works_out_launch_share_floor_and_phase_peaks():
     assert row.sm_clock_mhz == (1200, 1980) and row.temperature_c == 44 and row.throttled == 1
 
 
+def test_an_autograd_weight_half_is_the_backward_less_its_data_half():
+    from lstm_bench.machine.gpu_timing import WEIGHTS_DERIVED
+
+    (row,) = gpu_rows(_file(_record(backward_weights_s=(), phases_reason=WEIGHTS_DERIVED)))
+    assert row.phases_s["backward_weights"] == pytest.approx(2.0e-3 - 1.2e-3)
+    assert any(n.startswith("bwd-wt of nn_lstm: the weight half is not timed alone") for n in gpu_notes([row]))
+    (noisy,) = gpu_rows(_file(_record(backward_s=(1.0e-3,), backward_weights_s=(), phases_reason=WEIGHTS_DERIVED)))
+    assert noisy.phases_s["backward_weights"] is None  # data half above the whole: no negative figure
+
+
 def test_empty_cells_are_explained():
     rec = _record(graph_s=(), graph_reason="cannot be captured in a CUDA graph: RuntimeError: sync",
                   backward_data_s=(), backward_weights_s=(), phases_reason="no split",

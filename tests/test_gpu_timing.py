@@ -198,6 +198,29 @@ def test_phases_say_why_they_are_missing():
     assert phase_halves(get_impl("vectorised")) is None
 
 
+@pytest.mark.parametrize("impl", ["autograd", "nn_lstm_native"])
+def test_an_autograd_graph_gives_its_data_half_alone(impl, monkeypatch):
+    """cuDNN's RNN backward runs BackwardData alone when autograd asks for x, h0, c0 only: the data
+    half of every implementation whose forward is an autograd graph, timed for real here on the CPU."""
+    asked = []
+    real_grad = torch.autograd.grad
+
+    def spy(outputs, inputs, *args, **kwargs):
+        asked.append(len(inputs))
+        return real_grad(outputs, inputs, *args, **kwargs)
+    monkeypatch.setattr(torch.autograd, "grad", spy)
+    case = make_case(3, 2, 4, 5)
+    times, reason = phase_times(get_impl(impl), case, repeats=2)
+    assert set(times) == {"backward", "backward_data"} and reason == gpu_timing.WEIGHTS_DERIVED
+    n_grads = len(case.config.grad_names())
+    assert asked == [n_grads] * 2 + [3] * 2  # the whole backward, then x, h0, c0 only
+    graph = get_impl(impl).forward(case)
+    dx, dh0, dc0 = gpu_timing.autograd_data_half(case, graph)
+    whole = get_impl(impl).backward(case, get_impl(impl).forward(case))
+    for got, name in ((dx, "x"), (dh0, "h0"), (dc0, "c0")):  # the same gradients as the whole backward's
+        torch.testing.assert_close(got, whole.grads[name])
+
+
 def test_phase_flops_add_up_to_the_step():
     f = phase_flops(100, 64, 512, 512)
     assert f["forward"] == 8 * 100 * 64 * 512 * (512 + 512)

@@ -5,6 +5,9 @@ sequential-launch floor, the backward's phases with their share of the peak, and
                      CPU overhead, which a CUDA graph removes (negative: the graph was slower)
     floor            sequential launches (2 T L D) x the measured empty-launch time
                      (`lstm_bench.machine.gpu_timing`): what a step-by-step LSTM cannot beat
+    bwd-wt           measured alone where the kernel exposes it; for an autograd graph (autograd,
+                     nn_lstm, nn_lstm_native), whose weight half cannot run alone, the median
+                     backward minus the median backward-data (`gpu_timing.WEIGHTS_DERIVED`)
     phase % peak     the phase's GEMM FLOPs (`lstm_bench.bench.flops.phase_flops`) over its median
                      time, as a share of the point's matmul peak
     throttled        samples whose SM clock was below 75 % of the reference clock (nvbench's rule)
@@ -16,6 +19,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from ..machine.gpu_timing import WEIGHTS_DERIVED
 from ..machine.peak import header_key
 from .flops import phase_flops
 from .records import PointRecord
@@ -60,6 +64,9 @@ def gpu_row(rec: PointRecord, peak_gflops: float | None) -> GpuRow | None:
     eager = m.forward_backward_median_s
     phases = {"forward": m.forward_median_s, "backward": _median(g.backward_s),
               "backward_data": _median(g.backward_data_s), "backward_weights": _median(g.backward_weights_s)}
+    derived = g.phases_reason == WEIGHTS_DERIVED and phases["backward"] and phases["backward_data"]
+    if derived and phases["backward"] > phases["backward_data"]:
+        phases["backward_weights"] = phases["backward"] - phases["backward_data"]
     steps = None if not p.lengths else int(p.sequence_lengths().sum())
     flops = phase_flops(p.T, p.B, p.I, p.H, num_layers=p.num_layers, bidirectional=p.bidirectional,
                         proj_size=p.proj_size, steps=steps)
@@ -93,7 +100,9 @@ def gpu_notes(rows: list[GpuRow]) -> list[str]:
         if r.graph_s is None and r.graph_reason:
             notes[f"graph '-' for {r.record.point.impl}: {r.graph_reason}"] = None
         m = r.record.measurement
-        if m is not None and m.gpu is not None and m.gpu.phases_reason:
+        if m is not None and m.gpu is not None and m.gpu.phases_reason == WEIGHTS_DERIVED:
+            notes[f"bwd-wt of {r.record.point.impl}: {WEIGHTS_DERIVED}"] = None
+        elif m is not None and m.gpu is not None and m.gpu.phases_reason:
             notes[f"bwd-data, bwd-wt '-': {m.gpu.phases_reason}"] = None
         if r.sm_clock_mhz is None and r.clock_reason:
             notes[f"SM clock '-': {r.clock_reason}"] = None

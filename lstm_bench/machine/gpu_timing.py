@@ -192,7 +192,9 @@ class GpuFigures:
     graph_s               forward+backward per CUDA-graph replay, one per repeat; empty with `graph_reason`
     backward_s            the backward alone (the forward run untimed before each call)
     backward_data_s       the backward's data half (dx, dh0, dc0 and the recurrence), where the
-    backward_weights_s    kernel exposes its halves (`phase_halves`); else empty with `phases_reason`
+                          kernel exposes it (`phase_halves`, or an autograd graph); else empty
+    backward_weights_s    the weight half, where the kernel exposes it (`phase_halves`); empty with
+                          `phases_reason` otherwise (WEIGHTS_DERIVED: the report shows bwd - bwd-data)
     launch_s              seconds per empty kernel launch (`empty_launch_seconds`)
     clock                 `ClockSampler.to_json()`: SM clock and temperature per repeat, throttled count
     """
@@ -252,13 +254,33 @@ def phase_halves(impl: Any) -> tuple[Callable, Callable] | None:
     return (data, weights) if callable(data) and callable(weights) else None
 
 
+def is_autograd_graph(saved: Any) -> bool:
+    """Whether a forward half returned an autograd graph (`impls.autograd.Graph`: inputs x, h0, c0, then
+    the weights; output, h_n, c_n), whose data half autograd can run alone."""
+    return all(hasattr(saved, a) for a in ("inputs", "output", "h_n", "c_n")) and len(saved.inputs) >= 3
+
+
+def autograd_data_half(case: Any, graph: Any) -> tuple[torch.Tensor, ...]:
+    """dL/d(x, h0, c0) alone: `torch.autograd.grad` asked for the three states only, so every node
+    computes just the outputs that lead to them (cuDNN's RNN backward gets the output mask
+    [x, hx, cx, no weights] and runs cudnnRNNBackwardData only)."""
+    return torch.autograd.grad((graph.output, graph.h_n, graph.c_n), tuple(graph.inputs[:3]),
+                               (case.d_output, case.d_h_n, case.d_c_n))
+
+
+WEIGHTS_DERIVED = ("the weight half is not timed alone: autograd computes weight gradients only together "
+                   "with the data path, so bwd-wt is backward - backward-data")
+
+
 def phase_times(impl: Any, case: Any, *, repeats: int, flush: Callable[[], None] | None = None,
                 cuda: Any = None) -> tuple[dict[str, list[float]], str]:
     """({"backward": [...], "backward_data": [...], "backward_weights": [...]}, reason) for `impl` on `case`.
 
     Each phase is timed alone, what comes before it run untimed (before the start event on
-    CUDA, outside perf_counter on the CPU). Without halves: {} and the reason; halves without
-    data/weights: the backward alone, and the reason those two are missing."""
+    CUDA, outside perf_counter on the CPU). Without halves: {} and the reason. Halves with
+    `backward.data` and `backward.weights` (`phase_halves`): all three. A forward half that
+    returns an autograd graph: the backward and its data half (`autograd_data_half`), and
+    `WEIGHTS_DERIVED` as the reason. Other halves: the backward alone, and the reason."""
     if impl.forward is None or impl.backward is None:
         return {}, f"implementation {impl.name!r} registered no forward/backward halves"
     forward, backward = impl.forward, impl.backward
@@ -272,6 +294,9 @@ def phase_times(impl: Any, case: Any, *, repeats: int, flush: Callable[[], None]
     out = {"backward": timed(lambda saved: backward(case, saved), lambda: forward(case))}
     halves = phase_halves(impl)
     if halves is None:
+        if is_autograd_graph(forward(case)):
+            out["backward_data"] = timed(lambda graph: autograd_data_half(case, graph), lambda: forward(case))
+            return out, WEIGHTS_DERIVED
         return out, (f"implementation {impl.name!r} does not expose backward.data and backward.weights, so the "
                      f"backward's data and weight halves are not timed apart")
     data, weights = halves
@@ -304,6 +329,6 @@ def measure_gpu(impl: Any, case: Any, *, repeats: int, warmup: int, clock: Clock
                       clock.to_json() if clock is not None else {})
 
 
-__all__ = ["CACHE_ENV", "GpuFigures", "L2Flush", "cache_mode", "capture", "empty_launch_seconds", "event_times",
-           "graph_times", "host_times", "launch_seconds", "measure_gpu", "phase_halves", "phase_times",
-           "sequential_launches"]
+__all__ = ["CACHE_ENV", "GpuFigures", "L2Flush", "WEIGHTS_DERIVED", "autograd_data_half", "cache_mode", "capture",
+           "empty_launch_seconds", "event_times", "graph_times", "host_times", "is_autograd_graph", "launch_seconds",
+           "measure_gpu", "phase_halves", "phase_times", "sequential_launches"]
