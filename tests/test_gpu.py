@@ -186,3 +186,8 @@ def test_gpu_peaks_measures_the_four_modes(monkeypatch):
                         asked.append((t, use_tf32)) or peak.Peak(d, t, 1.0))
     assert list(peak.gpu_peaks("cuda")) == ["float32", "tf32", "bfloat16", "float16"]
     assert asked == [("float32", False), ("float32", True), ("bfloat16", None), ("float16", None)]
+
+
+def test_a_header_names_its_gpu_whether_old_or_new():
+    assert gpu.gpu_label(gpu_identity("cuda", props=H200, nvml=None)) == "NVIDIA H200"
+    assert gpu.gpu_label("NVIDIA A100") == "NVIDIA A100" and gpu.gpu_label(None) is None

@@ -164,6 +164,14 @@ def gpu_identity(device: str | torch.device | None = None, *, props: Any = None,
     }
 
 
+def gpu_label(recorded: Any) -> str | None:
+    """The GPU's name as a results header records it: `gpu_identity`'s dict, or a bare name (older
+    files), or None."""
+    if isinstance(recorded, dict):
+        return str(recorded.get("name") or "GPU")
+    return str(recorded) if recorded else None
+
+
 # --- clocks per sample ----------------------------------------------------------------------------
 
 @dataclass
