@@ -159,8 +159,8 @@ def step_bench(out: Path) -> int:
 
 # --- the driver ------------------------------------------------------------------------------------
 
-def _command(step: str, out: Path) -> list[str] | str:
-    """The step's command line, or the reason it does not run here."""
+def _command(step: str, out: Path, pytest_k: str = PYTEST_FILTER) -> list[str] | str:
+    """The step's command line, or the reason it does not run here (`pytest_k` "": the whole suite)."""
     py = sys.executable
     if step == "info":
         return [py, "-m", "lstm_bench", "info", "--json"] + (["--device", "cuda"] if _cuda() else ["--no-peak"])
@@ -170,7 +170,8 @@ def _command(step: str, out: Path) -> list[str] | str:
         return [py, "-m", "studies.gpu_run", "--step", step, "--out", str(out)]
     if step == "pytest":
         cmd = [py, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-n", str(min(8, os.cpu_count() or 1)),
-               "-k", PYTEST_FILTER, f"--junitxml={out / 'pytest-junit.xml'}", "tests", "lstm_bench/conformance"]
+               *(["-k", pytest_k] if pytest_k else []), f"--junitxml={out / 'pytest-junit.xml'}", "tests",
+               "lstm_bench/conformance"]
         if importlib.util.find_spec("pytest_timeout") is not None:
             cmd.insert(3, f"--timeout={PYTEST_TEST_TIMEOUT_S}")
         return cmd
@@ -191,7 +192,7 @@ def _run(cmd: list[str], limit: float, log, env: dict, stdout=None) -> tuple[int
             return proc.wait(), True
 
 
-def drive(out: Path, budget: float, steps: list[str]) -> int:
+def drive(out: Path, budget: float, steps: list[str], pytest_k: str = PYTEST_FILTER) -> int:
     from studies.gpu_summary import write_summary
 
     out.mkdir(parents=True, exist_ok=True)
@@ -206,7 +207,7 @@ def drive(out: Path, budget: float, steps: list[str]) -> int:
             if step not in steps:
                 continue
             left = budget - (time.monotonic() - t0)
-            cmd = _command(step, out)
+            cmd = _command(step, out, pytest_k)
             if isinstance(cmd, str) or left < 5:
                 why = cmd if isinstance(cmd, str) else f"no time left ({left:.0f} s of the {budget:.0f} s budget)"
                 log.write(f"\n== {step}: skipped: {why}\n")
@@ -239,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=400.0, help="seconds for all steps together (default 400)")
     ap.add_argument("--only", default="", help="comma list of steps to run (default all: "
                                               + ",".join(s for s, _ in STEPS) + ")")
+    ap.add_argument("--pytest-k", default=PYTEST_FILTER,
+                    help=f"pytest's -k for the pytest step (default {PYTEST_FILTER!r}; '' runs the whole suite)")
     ap.add_argument("--step", choices=("machine", "anchor", "bench"), help=argparse.SUPPRESS)  # its own process
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -251,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"gpu_run: --only {','.join(unknown)}: unknown step(s); steps are {', '.join(names)}", file=sys.stderr)
         return 2
-    return drive(out, args.budget, only)
+    return drive(out, args.budget, only, args.pytest_k)
 
 
 if __name__ == "__main__":

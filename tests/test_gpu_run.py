@@ -142,6 +142,7 @@ def test_without_cuda_the_cuda_steps_say_why(monkeypatch, tmp_path):
         assert gpu_run._command(step, tmp_path) == gpu_run.NO_CUDA
     cmd = gpu_run._command("pytest", tmp_path)
     assert "-x" not in cmd and gpu_run.PYTEST_FILTER in cmd and f"--junitxml={tmp_path / 'pytest-junit.xml'}" in cmd
+    assert "-k" not in gpu_run._command("pytest", tmp_path, "")  # the whole suite
 
 
 def test_an_unknown_step_is_refused(tmp_path, capsys):
