@@ -9,15 +9,15 @@ before the start event, so it runs before the window opens and the call finds a 
 the method of `triton.testing.do_bench` (triton/testing.py: `cache.zero_()` before each
 `start_event[i].record()`) and of NVIDIA nvbench's cold measurements (an L2-sized
 cudaMemsetAsync before each sample). `warm` mode leaves the cache as the last call left it
-(nvbench's "hot"/`--run-once`-free batch mode, do_bench without its flush).
+(as nvbench's batch measurements, which launch back to back without a flush).
 The mode comes from $LSTM_BENCH_CUDA_CACHE ("cold", the default, or "warm") unless a caller
 passes one, and is recorded with every point (`GpuFigures.cache`).
 
 Graph mode (`graph_times`): the forward+backward captured once into a `torch.cuda.CUDAGraph`
 (after warm-up calls on a side stream, as torch's whole-network capture recipe does) and its
 replays timed like eager calls. Eager minus graph is the per-launch CPU overhead of the
-step (TritonBench's CUDA-graph mode). A kernel that cannot be captured (a host sync, a
-CPU tensor, a cuDNN call that allocates) gets the reason, never an exception.
+step (TritonBench's CUDA-graph mode). A kernel that cannot be captured (a host
+synchronisation, a CPU tensor, any call the capture refuses) gets the reason, never an exception.
 
 Launch floor (`empty_launch_seconds`): seconds between back-to-back launches, from Python,
 of an empty kernel (`torch.cuda._sleep(0)`), timed with events over 200 launches. An LSTM
