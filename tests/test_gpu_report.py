@@ -71,3 +71,17 @@ def test_empty_cells_are_explained():
 def test_throttled_points_are_flagged_and_a_cpu_file_has_no_gpu_table():
     assert any(n.startswith("THROTTLED: nn_lstm|T=100") for n in gpu_notes(gpu_rows(_file(_record()))))
     assert gpu_table(_file(PointRecord(Point("vectorised", 10, 1, 8, 8), "ok", Measurement((1.0,), (2.0,))))) is None
+
+
+def test_bench_refuses_a_bad_cache_mode_in_one_line(monkeypatch, capsys, tmp_path):
+    import torch
+
+    from lstm_bench import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the check runs where CUDA points would
+    monkeypatch.setenv("LSTM_BENCH_CUDA_CACHE", "lukewarm")
+    code = cli.main(["bench", "--device", "cuda", "--impl", "vectorised", "-T", "2", "-B", "1", "-H", "4",
+                     "--out", str(tmp_path / "r.jsonl"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "LSTM_BENCH_CUDA_CACHE" in err and "lukewarm" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.jsonl").exists()

@@ -20,6 +20,7 @@ from ..bench.spread import NOISY_SPREAD, is_noisy, quartiles
 from ..bench.sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
 from ..core.devices import available_devices
 from ..core.registry import resolve_impls
+from ..machine.gpu_timing import cache_mode
 from ..machine.peak import header_key
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, arg_type,
                    flatten, list_of, non_negative_int, positive_int)
@@ -227,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--quick and --grid both name the grid; give one")
     grid = grid_from_args(args)
     check_devices(flatten(args.device), grid.points())
+    if any(p.device == "cuda" for p in grid.points()) and "cuda" in available_devices():
+        cache_mode()  # a bad $LSTM_BENCH_CUDA_CACHE: one line and exit 2, not every CUDA point failed
     if args.instructions:
         from ..bench.instructions import unavailable_reason
 
@@ -250,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
     print(sweep_table(results))
     gpu = gpu_table(results)
     if gpu:
-        print("CUDA (L2 cold: flushed before each timed call; graph: one CUDA-graph replay of forward+backward):")
+        print("CUDA (L2 cold: flushed before each timed call, warm: not; graph: a CUDA-graph replay of the "
+              "forward+backward; docs/gpu.md):")
         print(gpu)
     for line in skip_lines(results.records):
         print(line)
