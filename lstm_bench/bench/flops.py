@@ -19,10 +19,18 @@ Backward (Greff et al. 2017, arXiv:1503.04069): each forward GEMM (m, k) x (k, n
 of the same size, one for the gradient of each factor (dx and dW_ih, dr_{t-1} and dW_hh,
 dm and dW_hr), so forward+backward = 3 x forward. For one layer, one direction, no
 projection: forward = 8 T B H (I + H), forward+backward = 24 T B H (I + H).
+
+Phases (`phase_flops`): of the backward's two GEMMs per forward GEMM, the one for the data
+factor (dx, dr_{t-1}, dm: the backward-data half, cuDNN's cudnnRNNBackwardData) and the one
+for the weight (dW_ih, dW_hh, dW_hr: the backward-weights half, cudnnRNNBackwardWeights) each
+cost what the forward GEMM did, so backward_data = backward_weights = forward and
+backward = 2 x forward.
 """
 from __future__ import annotations
 
 from ..core.values import check_int, check_positive_int
+
+PHASES = ("forward", "backward", "backward_data", "backward_weights")
 
 
 def lstm_flops(T: int, B: int, I: int, H: int, backward: bool, *, num_layers: int = 1, bidirectional: bool = False,
@@ -41,3 +49,12 @@ def lstm_flops(T: int, B: int, I: int, H: int, backward: bool, *, num_layers: in
         forward += D * (2 * N * 4 * H * (In + H_out) + 2 * N * H * P)
     return 3 * forward if backward else forward
 
+
+
+def phase_flops(T: int, B: int, I: int, H: int, *, num_layers: int = 1, bidirectional: bool = False,
+                proj_size: int = 0, steps: int | None = None) -> dict[str, int]:
+    """GEMM FLOPs of each phase of one step, keyed by `PHASES`: forward F, backward 2F, backward_data F,
+    backward_weights F (F = `lstm_flops(..., backward=False)`)."""
+    forward = lstm_flops(T, B, I, H, backward=False, num_layers=num_layers, bidirectional=bidirectional,
+                         proj_size=proj_size, steps=steps)
+    return {"forward": forward, "backward": 2 * forward, "backward_data": forward, "backward_weights": forward}

@@ -16,6 +16,8 @@ import torch
 
 from ..core.contract import Case, Result
 from ..core.registry import Impl, get_impl
+from ..machine.gpu import ClockSampler
+from ..machine.gpu_timing import measure_gpu
 from ..machine.load import LoadProbe
 from ..machine.memory import peak_bytes, saved_bytes
 from ..machine.timing import set_threads, step_fn, synchronize, time_fn
@@ -102,15 +104,18 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     has_halves = impl.forward is not None
     result = validated_result(impl, case)
 
+    clock = ClockSampler.start(point.device)  # SM clock per repeat on CUDA; silent on the CPU
     if has_halves:
         forward_s = time_fn(step_fn(impl, case, backward=False), device=point.device,
-                            repeats=repeats, warmup=warmup)
+                            repeats=repeats, warmup=warmup, clock=clock)
         fb = step_fn(impl, case, backward=True)
     else:
         forward_s = []
         # the raw function, like step_fn's halves: no validation inside the timed region
         fb = lambda: (impl.fn(case), synchronize(case.device))  # noqa: E731
-    forward_backward_s = time_fn(fb, device=point.device, repeats=repeats, warmup=warmup)
+    forward_backward_s = time_fn(fb, device=point.device, repeats=repeats, warmup=warmup, clock=clock)
+    # CUDA only: graph replays, the backward's phases, the launch floor, the clocks (machine/gpu_timing.py)
+    gpu = measure_gpu(impl, case, repeats=repeats, warmup=warmup, clock=clock) if point.device == "cuda" else None
 
     saved = peak = None
     if memory and has_halves:
@@ -128,4 +133,4 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
         count = count_instructions(point, seed=seed).per_call
     return Measurement(forward_s=tuple(forward_s), forward_backward_s=tuple(forward_backward_s),
                        saved_bytes=saved, peak_bytes=peak, max_rel_error=err, backend=backend, load=load,
-                       instructions=count)
+                       instructions=count, gpu=gpu)

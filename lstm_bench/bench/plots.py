@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from ..machine.gpu import gpu_label
 from .results import ResultsFile
 
 BASELINE = "nn_lstm"
@@ -197,7 +198,7 @@ def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | N
     impls = list(dict.fromkeys(r["impl"] for r in rows))
     styles = _impl_styles(impls)
     env = results.env
-    where = f"torch {env.get('torch')}, {env.get('threads')} threads, {env.get('gpu') or env.get('cpu')}"
+    where = f"torch {env.get('torch')}, {env.get('threads')} threads, {gpu_label(env.get('gpu')) or env.get('cpu')}"
     written: list[Path] = []
     # I follows H in the grid's sweeps; a file with other input sizes gets a panel per I, so
     # that no line joins points of different I.

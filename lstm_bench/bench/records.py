@@ -12,6 +12,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from ..machine.gpu_timing import GpuFigures
 from ..machine.load import Load
 from .grid import Point
 
@@ -53,6 +54,9 @@ class Measurement:
     peak_gflops                     the matmul peak this point was checked against (GFLOP/s;
                                     `measure.impossible_reason`), which "% of peak" divides by;
                                     None where there was none (then the header's, if any)
+    gpu                             CUDA points only (`lstm_bench.machine.gpu_timing.GpuFigures`): the
+                                    cache mode that ran (cold/warm), CUDA-graph replays, the
+                                    backward's phases, the empty-launch time, SM clock and temperature
     """
 
     forward_s: tuple[float, ...]
@@ -64,6 +68,7 @@ class Measurement:
     load: Load | None = None
     instructions: int | None = None
     peak_gflops: float | None = None
+    gpu: GpuFigures | None = None
 
     @property
     def forward_median_s(self) -> float | None:
@@ -96,6 +101,8 @@ class Measurement:
             d["instructions"] = self.instructions
         if self.peak_gflops is not None:
             d["peak_gflops"] = self.peak_gflops
+        if self.gpu is not None:
+            d["gpu"] = self.gpu.to_json()
         return d
 
     @classmethod
@@ -116,6 +123,7 @@ class Measurement:
             load=Load.from_json(d["load"]) if d.get("load") is not None else None,
             instructions=_optional("instructions", d.get("instructions"), int),
             peak_gflops=_optional("peak_gflops", d.get("peak_gflops"), float),
+            gpu=GpuFigures.from_json(d["gpu"]) if d.get("gpu") is not None else None,
         )
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..bench.gpu_report import gpu_notes, gpu_rows
 from ..bench.grid import BENCH_GRID, NAMED_GRIDS, PLAIN, QUICK_GRID, Grid, Variant
 from ..bench.records import PointRecord
 from ..bench.results import ResultsFile, load
@@ -19,6 +20,7 @@ from ..bench.spread import NOISY_SPREAD, is_noisy, quartiles
 from ..bench.sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
 from ..core.devices import available_devices
 from ..core.registry import resolve_impls
+from ..machine.gpu_timing import cache_mode
 from ..machine.peak import header_key
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, arg_type,
                    flatten, list_of, non_negative_int, positive_int)
@@ -148,6 +150,30 @@ def sweep_table(results: ResultsFile) -> str:
     return "\n".join([out] + notes)
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}%"
+
+
+def gpu_table(results: ResultsFile) -> str | None:
+    """The CUDA points' own table (`lstm_bench.bench.gpu_report`), or None when the file has none."""
+    rows = gpu_rows(results)
+    if not rows:
+        return None
+    out = []
+    for r in rows:
+        p, ph = r.record.point, r.phases_s
+        out.append([p.impl, p.T, p.B, p.H, p.dtype, r.cache, human_duration(r.eager_s), human_duration(r.graph_s),
+                    _pct(None if r.launch_share is None else 100 * r.launch_share), human_duration(r.floor_s),
+                    "-" if r.over_floor is None else f"{r.over_floor:.1f}x"]
+                   + [f"{human_duration(ph[k])} {_pct(r.phase_pct.get(k))}" for k in
+                      ("forward", "backward", "backward_data", "backward_weights")]
+                   + ["-" if r.sm_clock_mhz is None else f"{r.sm_clock_mhz[0]}-{r.sm_clock_mhz[1]}",
+                      "-" if r.temperature_c is None else r.temperature_c, r.throttled or "-"])
+    headers = ["impl", "T", "B", "H", "dtype", "L2", "eager fwd+bwd", "graph", "launch share", "launch floor",
+               "eager/floor", "fwd (% peak)", "bwd", "bwd-data", "bwd-wt", "SM MHz", "C", "throttled"]
+    return "\n".join([table(headers, out, left=(0, 4, 5))] + gpu_notes(rows))
+
+
 def skip_lines(records: list[PointRecord]) -> list[str]:
     """One line per distinct skip reason, with how many points it covers."""
     reasons: dict[str, int] = {}
@@ -202,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--quick and --grid both name the grid; give one")
     grid = grid_from_args(args)
     check_devices(flatten(args.device), grid.points())
+    if any(p.device == "cuda" for p in grid.points()) and "cuda" in available_devices():
+        cache_mode()  # a bad $LSTM_BENCH_CUDA_CACHE: one line and exit 2, not every CUDA point failed
     if args.instructions:
         from ..bench.instructions import unavailable_reason
 
@@ -223,6 +251,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     results, counts = outcome.results, outcome.counts
     print(sweep_table(results))
+    gpu = gpu_table(results)
+    if gpu:
+        print("CUDA (L2 cold: flushed before each timed call, warm: not; graph: a CUDA-graph replay of the "
+              "forward+backward; docs/gpu.md):")
+        print(gpu)
     for line in skip_lines(results.records):
         print(line)
     details = results.env.get("matmul_peak") or {}

@@ -1,8 +1,9 @@
 """The environment a result is recorded with (`environment()`).
 
 It is what `lstm-bench info` prints and what every results file's header holds: torch
-and Python versions, backends (cuDNN, oneDNN), the fixed thread count, CPU and GPU
-names, the project's git commit, and optionally the matmul peak (`lstm_bench.machine.peak`).
+and Python versions, backends (cuDNN, oneDNN), the fixed thread count, the CPU's name,
+the GPU's identity (`lstm_bench.machine.gpu.gpu_identity`), the project's git commit,
+and optionally the matmul peak (`lstm_bench.machine.peak`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy
 import torch
 
 from ..version import __version__
+from .gpu import gpu_identity
 from .timing import default_threads
 
 CACHE_ENV = "LSTM_BENCH_CACHE_DIR"
@@ -95,7 +97,7 @@ def environment(*, threads: int | None = None) -> dict:
         "host": socket.gethostname(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
-        "gpu": gpu_name(),
+        "gpu": gpu_identity(),  # None without CUDA; name, SMs, L2, driver, CUDA, cuDNN, TF32, power limit
         "threads": default_threads() if threads is None else threads,
         "backends": backends(),
         "commit": git_commit(),

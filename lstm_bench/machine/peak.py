@@ -10,6 +10,13 @@ products and the grid's largest input-projection GEMM, 2 m k n FLOPs each (the c
 rule of `lstm_bench.bench.flops`), with the project's timing loop, best of a few repeats, and
 stops growing N once one call would exceed the time budget (a few seconds in all).
 
+On CUDA, float32 has two candidates: cuBLAS in true float32 (TF32 off) and, when TF32 is
+allowed for matmuls or cuDNN at the time (`tf32_allowed`; torch leaves cuDNN's on by
+default, and cuDNN's LSTM then runs its GEMMs in TF32), cuBLAS in TF32 ("cublas-tf32"): the
+peak is the better one, so that a float32 LSTM running on TF32 tensor cores is never above
+100 %. `gpu_peaks` measures the four rates a GPU report names (float32, TF32, bfloat16,
+float16) apart. GEMMs are timed warm (no L2 flush): the peak is the best rate reachable.
+
 A dtype whose GEMM this device does not run natively gets no peak, with the reason,
 decided by capability, never by letting an emulated GEMM run for minutes: on the CPU
 float16 needs AVX512-FP16, AVX-NE-CONVERT or AMX-FP16 and bfloat16 AVX512-BF16,
@@ -40,13 +47,14 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from ..core.contract import check_dtype
-from ..core.devices import check_device
+from ..core.devices import check_device, tf32
 from ..core.support import dtype_name
 from .environment import cache_dir, cpu_name, gpu_name
 from .load import LoadProbe
 from .timing import set_threads, time_fn
 
 PEAK_VERSION = 2  # 1: torch.mm only (lstm-bench 0.1); 2: best of the libraries, capability checked
+# (CUDA float32 keys also hold the TF32 state: no CUDA peak was ever cached before it)
 PEAK_SIZES = {"cpu": (256, 512, 1024, 2048), "cuda": (2048, 4096, 8192)}
 PEAK_REPEATS = 3
 BUDGET_S = 4.0  # per device and dtype, all libraries and shapes together
@@ -58,10 +66,17 @@ CPU_NATIVE = {  # dtype -> CPU features any one of which makes its GEMM native (
 CUDA_NATIVE = ("float32", "float64", "float16", "bfloat16")
 
 
+def tf32_allowed() -> bool:
+    """Whether TF32 may run in float32 work on CUDA now (matmuls or cuDNN); False without CUDA."""
+    return torch.cuda.is_available() and bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+
+
 def peak_key(device: str, dtype: str, threads: int) -> str:
-    """Cache key: one entry per machine, torch version, thread count, device, dtype and peak method."""
+    """Cache key: one entry per machine, torch version, thread count, device, dtype, TF32 state and peak method."""
     ident = [socket.gethostname(), cpu_name(), gpu_name() if device == "cuda" else None,
              torch.__version__, threads, device, dtype, PEAK_VERSION]
+    if device == "cuda" and dtype == "float32":
+        ident.append(tf32_allowed())
     digest = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
     return f"v{PEAK_VERSION}-{device}-{dtype}-t{threads}-{digest}"
 
@@ -115,13 +130,34 @@ class Peak:
                    float(d.get("seconds") or 0.0))
 
 
-def _gemm_calls(device: str, tdtype: torch.dtype, m: int, k: int, n: int) -> dict[str, Callable[[], object]]:
-    """Per library, a callable that does one (m, k) @ (k, n) product (2 m k n FLOPs)."""
+def _in_tf32(enabled: bool, call: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        with tf32(enabled):
+            return call()
+    return run
+
+
+def cuda_float32_libraries(use_tf32: bool | None = None) -> dict[str, bool]:
+    """The float32 GEMM candidates on CUDA, name -> TF32 on: "cublas" (true float32) unless `use_tf32`
+    is True, and "cublas-tf32" when `use_tf32` is True, or None while `tf32_allowed()`."""
+    out = {} if use_tf32 else {"cublas": False}
+    if use_tf32 or (use_tf32 is None and tf32_allowed()):
+        out["cublas-tf32"] = True
+    return out
+
+
+def _gemm_calls(device: str, tdtype: torch.dtype, m: int, k: int, n: int,
+                use_tf32: bool | None = None) -> dict[str, Callable[[], object]]:
+    """Per library, a callable that does one (m, k) @ (k, n) product (2 m k n FLOPs); CUDA float32:
+    `cuda_float32_libraries`."""
     dev = torch.device(device)
     a = torch.randn(m, k, device=dev).to(tdtype)
     b = torch.randn(k, n, device=dev).to(tdtype)
     out = torch.empty(m, n, dtype=tdtype, device=dev)
-    calls: dict[str, Callable[[], object]] = {"cublas" if device == "cuda" else "mkl": lambda: torch.mm(a, b, out=out)}
+    mm = lambda: torch.mm(a, b, out=out)  # noqa: E731
+    if device == "cuda" and tdtype == torch.float32:
+        return {name: _in_tf32(on, mm) for name, on in cuda_float32_libraries(use_tf32).items()}
+    calls: dict[str, Callable[[], object]] = {"cublas" if device == "cuda" else "mkl": mm}
     if device == "cpu" and torch.backends.mkldnn.is_available():
         try:
             am, wm = a.to_mkldnn(), b.t().contiguous().to_mkldnn()  # linear: a @ w.T, w (n, k)
@@ -133,11 +169,12 @@ def _gemm_calls(device: str, tdtype: torch.dtype, m: int, k: int, n: int) -> dic
 
 
 def measure_peak(device: str = "cpu", dtype: str = "float32", *, shapes: Sequence[tuple[int, int, int]] = (),
-                 budget: float = BUDGET_S) -> Peak:
+                 budget: float = BUDGET_S, use_tf32: bool | None = None) -> Peak:
     """Best GEMM rate over the libraries and shapes, under the current thread count, within `budget` seconds.
 
     Square sizes first (smallest first); a size is skipped when the library's best rate so
-    far predicts that one call of it would take more than 1/(4 (repeats + 1)) of the budget."""
+    far predicts that one call of it would take more than 1/(4 (repeats + 1)) of the budget.
+    `use_tf32` (CUDA float32): True TF32 only, False true float32 only, None as `_gemm_calls`."""
     dev = check_device(device)
     tdtype = check_dtype(dtype)
     dtype = dtype_name(tdtype)
@@ -153,12 +190,12 @@ def measure_peak(device: str = "cpu", dtype: str = "float32", *, shapes: Sequenc
         flops = 2 * shape[0] * shape[1] * shape[2]
         if time.perf_counter() - t0 > budget:
             break
-        calls = _gemm_calls(dev.type, tdtype, *shape)
+        calls = _gemm_calls(dev.type, tdtype, *shape, use_tf32=use_tf32)
         for library, call in calls.items():
             if flops * seconds_per_flop.get(library, 0.0) > per_call_cap:
                 continue
             try:
-                times = time_fn(call, device=dev.type, repeats=PEAK_REPEATS, warmup=1)
+                times = time_fn(call, device=dev.type, repeats=PEAK_REPEATS, warmup=1, cache="warm")
             except RuntimeError:
                 continue
             rate = flops / min(times) / 1e9
@@ -260,3 +297,17 @@ def peak_details(pairs, threads: int | None = None, *, points: Iterable = ()) ->
 def peaks(pairs, threads: int | None = None, *, points: Iterable = ()) -> dict[str, float | None]:
     """{"device/dtype": GFLOP/s or None (no native GEMM)} for each (device, dtype) in `pairs`."""
     return {k: p.gflops for k, p in peak_details(pairs, threads, points=points).items()}
+
+
+GPU_PEAK_MODES = ("float32", "tf32", "bfloat16", "float16")
+
+
+def gpu_peaks(device: str = "cuda", *, shapes: Sequence[tuple[int, int, int]] = (),
+              budget: float = BUDGET_S) -> dict[str, Peak]:
+    """The GPU's cuBLAS peak per mode of `GPU_PEAK_MODES`, measured now (not cached): float32 with TF32
+    off, TF32 (a float32 GEMM with TF32 on), bfloat16 and float16; `shapes` adds same-shape GEMMs."""
+    out = {"float32": measure_peak(device, "float32", shapes=shapes, budget=budget, use_tf32=False),
+           "tf32": measure_peak(device, "float32", shapes=shapes, budget=budget, use_tf32=True)}
+    for dtype in ("bfloat16", "float16"):
+        out[dtype] = measure_peak(device, dtype, shapes=shapes, budget=budget)
+    return out

@@ -2,7 +2,10 @@
 
 asv and pytest-benchmark bring their own statistics loops; they time the callables
 made here (`step_fn`), which end with a device synchronisation on CUDA, under the
-thread count fixed here. `time_fn` is the loop used by `measure_point` and the CLI.
+thread count fixed here. `time_fn` is the loop used by `measure_point` and the CLI;
+on CUDA it is `lstm_bench.machine.gpu_timing.event_times`: CUDA events around each call,
+with the L2 flushed before each timed call outside the window ("cold", the default) or
+not ("warm"; $LSTM_BENCH_CUDA_CACHE or `cache=`).
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import torch
 
 from ..core.devices import check_device
 from ..core.values import check_int, check_positive_int, from_env, parse_int
+from .gpu import ClockSampler
+from .gpu_timing import L2Flush, cache_mode, event_times
 
 THREADS_ENV = "LSTM_BENCH_THREADS"
 MAX_DEFAULT_THREADS = 4
@@ -73,37 +78,38 @@ def step_fn(impl: Any, case: Any, *, backward: bool) -> Callable[[], object]:
     return call
 
 
-def time_fn(fn: Callable[[], object], *, device: str, repeats: int, warmup: int, number: int = 1) -> list[float]:
+def time_fn(fn: Callable[[], object], *, device: str, repeats: int, warmup: int, number: int = 1,
+            cache: str | None = None, clock: ClockSampler | None = None) -> list[float]:
     """Seconds per call of `fn`, one figure per repeat (each the mean of `number` calls).
 
     `warmup` untimed calls first (cuDNN chooses algorithms and allocators fill their
-    caches on first use). On CUDA the timed region is bracketed by CUDA events after a
-    synchronisation, so asynchronous launches are not mistaken for work done; on CPU
-    it is `time.perf_counter`. The garbage collector is off inside the timed region.
+    caches on first use). On CUDA each call is bracketed by CUDA events; in `cache`
+    mode "cold" (default: $LSTM_BENCH_CUDA_CACHE, else cold) an L2-sized buffer is
+    overwritten before each call, outside the events (`gpu_timing.event_times`), and
+    `clock` (a `gpu.ClockSampler`) reads the SM clock after each repeat. On CPU it is
+    `time.perf_counter` and `cache`, `clock` do nothing. The garbage collector is off
+    inside the timed region.
     """
     dev = check_device(device)
     repeats = check_int("repeats", repeats, 1)
     warmup = check_int("warmup", warmup, 0)
     number = check_int("number", number, 1)
+    # the argument is checked everywhere; $LSTM_BENCH_CUDA_CACHE is read only where it applies
+    mode = cache_mode(cache) if cache is not None or dev.type == "cuda" else None
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
     for _ in range(warmup):
         fn()
+    flush = L2Flush(dev) if dev.type == "cuda" and mode == "cold" else None
     times: list[float] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeats):
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                for _ in range(number):
-                    fn()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end) / 1e3 / number)
-            else:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+            times = event_times(fn, repeats=repeats, number=number, flush=flush, clock=clock)
+        else:
+            for _ in range(repeats):
                 t0 = time.perf_counter()
                 for _ in range(number):
                     fn()
