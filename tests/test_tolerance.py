@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lstm_bench import agreement, get_impl, make_case
+from lstm_bench import agreement, get_impl, make_case, register_impl, unregister_impl
 from lstm_bench.conformance.judge import judge_against_reference, sensitivity
 from lstm_bench.conformance.policy import FLOOR, judge_tensor
 
@@ -108,3 +108,31 @@ def test_shape_mismatch_is_a_clear_error(pair):
         agreement(_with(ref, "output", ref.output[:-1]), ref)
     with pytest.raises(ValueError, match="reference must be an lstm_bench.Result"):
         agreement(ref, {"output": 1})
+
+
+def _moved_by(eps_multiples: float):
+    """vectorised's result with every float32 output and gradient moved by `eps_multiples` eps of its scale."""
+    def kernel(case):
+        r = get_impl("vectorised")(case)
+        move = lambda t: t + eps_multiples * EPS32 * t.abs().max()  # noqa: E731
+        return dataclasses.replace(r, output=move(r.output), grads={k: move(v) for k, v in r.grads.items()})
+    return kernel
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_a_declared_fast_math_kernel_gets_the_fast_math_floor_and_no_more(declared):
+    case = make_case(5, 3, 4, 6, seed=2)
+    try:
+        register_impl("fast_math_40", _moved_by(40), approximate_activations=("cpu",) if declared else False)
+        register_impl("fast_math_600", _moved_by(600), approximate_activations=("cpu",) if declared else False)
+        # ~40 eps (cuDNN's measured worst is ~50): a fast-math kernel passes, an exact one may not
+        assert judge_against_reference("fast_math_40", case).passed == declared
+        assert not judge_against_reference("fast_math_600", case).passed  # far beyond FAST_MATH_FLOOR either way
+    finally:
+        unregister_impl("fast_math_40")
+        unregister_impl("fast_math_600")
+
+
+def test_approximate_activations_names_known_devices():
+    with pytest.raises(ValueError, match="approximate_activations names unknown device 'tpu'"):
+        register_impl("bad_fast", _moved_by(0), approximate_activations=("tpu",))

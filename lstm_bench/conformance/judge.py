@@ -13,8 +13,8 @@ from ..core.contract import Case, Result
 from ..core.registry import get_impl
 from ..core.support import Unsupported
 from .cases import CaseSpec
-from .policy import (LOW_PRECISION, LOWP_MIN_HIDDEN, PERTURBATIONS, VENDOR, VENDOR_FACTOR, AgreementReport, agreement,
-                     describe, vendor_relative)
+from .policy import (FAST_MATH_FLOOR, FLOOR, LOW_PRECISION, LOWP_MIN_HIDDEN, PERTURBATIONS, VENDOR, VENDOR_FACTOR,
+                     AgreementReport, agreement, describe, vendor_relative)
 
 
 def sensitivity(case: Case, reference: str = "autograd", *, eps: float | None = None,
@@ -91,7 +91,11 @@ def judge_against_reference(impl, case: Case, *, reference: str = "autograd",
         title += f" | low precision: vs {VENDOR} [{ref.vendor.backend}]'s error x {VENDOR_FACTOR:g} + eps"
         report = vendor_relative(got, ref.vendor, ref.truth, dtype=case.dtype, title=title)
     else:
-        report = agreement(got, ref.truth, dtype=case.dtype, sensitivity=ref.sensitivity, title=title)
+        floor = FLOOR
+        if case.device.type in impl.support.approximate_on:
+            floor = FAST_MATH_FLOOR
+            title += f" | approximate activations declared: floor {FAST_MATH_FLOOR:g} eps"
+        report = agreement(got, ref.truth, dtype=case.dtype, sensitivity=ref.sensitivity, title=title, floor=floor)
     report.problems += [f"{impl.name} modified case.{name} in place (inputs are read-only)"
                         for name in case.modified(pristine)]
     return report

@@ -72,6 +72,14 @@ LOWP_FLOOR_ULPS = 1.0  # ... plus this many eps of the tensor's scale
 LOWP_MIN_HIDDEN = 8  # smaller hidden sizes are not judged in low precision (too few elements a tensor)
 TF32_EPS = 2.0 ** -10  # TF32 keeps 10 mantissa bits: float32 cases computed with TF32 on CUDA are judged with it
 FLOOR = 16.0  # A: multiples of eps, of the tensor's scale and of each |b|
+# A for a kernel that declares approximate activations (`approximate_activations`) on the case's
+# device. cuDNN's float32 LSTM (TF32 off, FMA math) evaluates σ and tanh with approximate
+# intrinsics: 9.5e-6 relative on the output of a single cell of one unit (T = B = I = H = 1),
+# where a correctly rounded float32 evaluation is off by a few ulps. On an H200 (cuDNN 9.19,
+# torch 2.11) it reached at most 3.15x the A = 16 bound over the suite's catalogue and random
+# cases (`python -m studies.gpu_run`, 2026-12-04), i.e. ~50 eps: A = 128 keeps 2.5x headroom
+# and still sits 1000x below the errors of the suite's broken kernels.
+FAST_MATH_FLOOR = 128.0
 SENS_FACTOR = 16.0  # K: multiples of the measured sensitivity
 ILL_CONDITIONED = 0.1  # K * sens above this fraction of scale: agreement is not informative
 PERTURBATIONS = 2
@@ -152,8 +160,10 @@ class AgreementReport:
     __repr__ = __str__
 
 
-def judge_tensor(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, sens: float = 0.0) -> Row:
-    """Judge one tensor `a` against the reference `b` under the policy."""
+def judge_tensor(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, sens: float = 0.0,
+                 floor: float = FLOOR) -> Row:
+    """Judge one tensor `a` against the reference `b` under the policy (`floor`: A, or
+    FAST_MATH_FLOOR for a kernel that declares approximate activations)."""
     if a.shape != b.shape:
         raise ValueError(f"cannot compare {name}: shape {tuple(a.shape)} against reference {tuple(b.shape)}")
     a, b = a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
@@ -165,7 +175,7 @@ def judge_tensor(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, sen
         return Row(name, math.nan, math.nan, math.nan, math.inf, False, f"NaN/Inf in {where}")
     diff = (a - b).abs()
     scale = b.abs().max().item()
-    bound = eps * FLOOR * (scale + b.abs()) + SENS_FACTOR * sens
+    bound = eps * floor * (scale + b.abs()) + SENS_FACTOR * sens
     with torch.no_grad():
         ratio = torch.where(bound > 0, diff / bound, torch.where(diff > 0, math.inf, 0.0))
     worst = ratio.max().item()
@@ -176,7 +186,7 @@ def judge_tensor(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, sen
 
 
 def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = None,
-              sensitivity: dict[str, float] | None = None, title: str = "") -> AgreementReport:
+              sensitivity: dict[str, float] | None = None, title: str = "", floor: float = FLOOR) -> AgreementReport:
     """Judge every tensor of `result` against `reference` (outputs, final states, every gradient).
 
     `dtype` is the checked dtype, whose eps sets the floor: the case's (default: the
@@ -191,7 +201,7 @@ def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = 
     a, b = result.tensors(), reference.tensors()
     eps = torch.finfo(dtype).eps
     sens = sensitivity or {}
-    rows = [judge_tensor(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0)) for k in b]
+    rows = [judge_tensor(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0), floor=floor) for k in b]
     return AgreementReport(rows, dtype=dtype_name(dtype), title=title, backend=result.backend or "")
 
 

@@ -98,12 +98,14 @@ def register_impl(
     max_sizes: dict[str, int] | None = None,
     deterministic: bool = True,
     why_nondeterministic: str = "",
+    approximate_activations: bool | Iterable[str] = False,
 ) -> Impl:
     """Put `fn` (case -> Result) under the harness's gates and benchmarks as `name`.
 
     `devices`, `dtypes`, `features` (of nn.LSTM's configuration, `lstm_bench.core.support`) and
     `max_sizes` declare what it supports (cases outside are skipped with the reason); `deterministic=False` (with `why_nondeterministic`) makes
-    the determinism gate an expected failure. `forward`/`backward` halves let the
+    the determinism gate an expected failure; `approximate_activations` (True, or the devices)
+    judges float32 results with the policy's fast-math floor. `forward`/`backward` halves let the
     benchmarks time the forward alone and measure what it keeps for the backward.
     """
     if not isinstance(name, str) or not name.strip():
@@ -113,7 +115,8 @@ def register_impl(
     if (forward is None) != (backward is None):
         raise ValueError(f"implementation {name!r}: give both forward and backward, or neither")
     support = Support.declare(devices=devices, dtypes=dtypes, features=features, max_sizes=max_sizes,
-                              deterministic=deterministic, why_nondeterministic=why_nondeterministic, name=name)
+                              deterministic=deterministic, why_nondeterministic=why_nondeterministic,
+                              approximate_activations=approximate_activations, name=name)
     if name in _REGISTRY and not replace:
         raise ValueError(f"implementation {name!r} is already registered; pass replace=True to replace it")
     impl = Impl(name, fn, support, forward, backward, description)
@@ -179,7 +182,8 @@ def _import_module(module: str, spec: str) -> Any:
         raise ValueError(f"{spec}: importing {module!r} failed: {type(err).__name__}: {err}") from None
 
 
-DECLARATIONS = ("devices", "dtypes", "features", "max_sizes", "deterministic", "why_nondeterministic")
+DECLARATIONS = ("devices", "dtypes", "features", "max_sizes", "deterministic", "why_nondeterministic",
+                "approximate_activations")
 
 
 def declared_by(fn: Callable) -> tuple[dict[str, Any], Callable | None, Callable | None]:

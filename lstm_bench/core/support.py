@@ -62,12 +62,18 @@ class Support:
     max_sizes: Mapping[str, int] = field(default_factory=dict)
     deterministic: bool = True
     why_nondeterministic: str = ""
+    approximate_on: tuple[str, ...] = ()  # devices where it computes σ and tanh with approximate intrinsics
 
     @classmethod
     def declare(cls, *, devices: Iterable[str] = KNOWN_DEVICES, dtypes: Iterable[str] = DEFAULT_DTYPES,
                 features: Iterable[str] = FEATURES, max_sizes: Mapping[str, int] | None = None,
-                deterministic: bool = True, why_nondeterministic: str = "", name: str = "?") -> "Support":
-        """A checked Support; ValueError naming the implementation and the bad value."""
+                deterministic: bool = True, why_nondeterministic: str = "",
+                approximate_activations: bool | Iterable[str] = False, name: str = "?") -> "Support":
+        """A checked Support; ValueError naming the implementation and the bad value.
+
+        `approximate_activations`: True (every device) or the devices on which the kernel
+        evaluates σ and tanh with approximate intrinsics (fast math, as cuDNN does); its
+        float32 results there are judged with the policy's fast-math floor."""
         devices = (devices,) if isinstance(devices, str) else tuple(devices)
         for d in devices:
             if d not in KNOWN_DEVICES:
@@ -89,7 +95,16 @@ class Support:
             raise ValueError(f"implementation {name!r}: deterministic must be True or False, got {deterministic!r}")
         if not deterministic and not why_nondeterministic:
             why_nondeterministic = "declared non-deterministic"
-        return cls(devices, dtypes, features, limits, deterministic, why_nondeterministic)
+        if isinstance(approximate_activations, bool):
+            approximate = KNOWN_DEVICES if approximate_activations else ()
+        else:
+            approximate = ((approximate_activations,) if isinstance(approximate_activations, str)
+                           else tuple(approximate_activations))
+            for d in approximate:
+                if d not in KNOWN_DEVICES:
+                    raise ValueError(f"implementation {name!r}: approximate_activations names unknown device {d!r}, "
+                                     f"expected some of {KNOWN_DEVICES} (or True)")
+        return cls(devices, dtypes, features, limits, deterministic, why_nondeterministic, approximate)
 
     def reason(self, *, device: str, dtype: torch.dtype | str, sizes: Mapping[str, int],
                features: Iterable[str] = ()) -> str | None:

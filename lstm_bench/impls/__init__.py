@@ -22,7 +22,8 @@ register_impl("vectorised", vectorised.run, forward=vectorised.forward, backward
               dtypes=DTYPES, description="manual BPTT with fused GEMMs and preallocated buffers")
 register_impl("autograd", autograd.run, forward=autograd.forward, backward=autograd.backward,
               description="torch ops forward, torch.autograd.grad backward")
+# cuDNN evaluates the activations with approximate intrinsics (conformance/policy.py, FAST_MATH_FLOOR)
 register_impl("nn_lstm", nn_lstm.run, forward=nn_lstm.forward, backward=nn_lstm.backward, dtypes=DTYPES,
-              description="torch.nn.LSTM: cuDNN on CUDA, oneDNN on CPU")
+              approximate_activations=("cuda",), description="torch.nn.LSTM: cuDNN on CUDA, oneDNN on CPU")
 register_impl("nn_lstm_native", nn_lstm.run_native, forward=nn_lstm.forward_native, backward=nn_lstm.backward,
               description="torch.nn.LSTM with cuDNN and oneDNN off (ATen's kernels)")
