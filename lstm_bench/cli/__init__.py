@@ -21,10 +21,10 @@ import os
 import sys
 from typing import Sequence
 
-from . import ab, bench, check, compare, flow, info, main_job, plot, test
+from . import ab, bench, check, compare, export, flow, info, main_job, plot, report, test
 from .args import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UsageError, error
 
-COMMANDS = (check, test, bench, plot, compare, ab, info, flow)
+COMMANDS = (check, test, bench, plot, compare, ab, info, flow, export, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..bench.records import PointRecord
 from ..bench.results import ResultsFile
-from ..bench.spread import NOISY_SPREAD, quartiles
+from ..bench.spread import NOISY_SPREAD, is_noisy, quartiles
 from ..machine.fingerprint import describe
 from .fleet import by_machine
 
@@ -113,7 +113,9 @@ def render_markdown(verdict_json: dict | list) -> str:
     lines += [f"- Failed in NEW: `{_label(k)}`" for k in failed]
     lines += [f"- Missing in NEW (measured in BASE): `{_label(k)}`" for k in missing]
     if unsure:
-        shown = ", ".join(f"`{_label(v['key'])}` (sees {_plain_pct(v.get('detectable'))})" for v in unsure[:5])
+        shown = ", ".join(f"`{_label(v['key'])}` (" + (f"sees {_plain_pct(v['detectable'])}" if v.get("detectable")
+                                                        is not None else "too few repeats to see any") + ")"
+                          for v in unsure[:5])
         lines.append(f"- Inconclusive: {len(unsure)} point(s) where a {_plain_pct(threshold)} slowdown would not "
                      f"have been seen at the noise measured: {shown}" + (" ..." if len(unsure) > 5 else ""))
     else:
@@ -161,7 +163,7 @@ def sweep_summary(results: list[ResultsFile]) -> list[str]:
     for files in by_machine(results).values():
         recs = [r for f in files for r in f.by_key().values()]
         ok = [r for r in recs if r.status == "ok"]
-        noisy = sum(1 for r in ok if (lambda q: (q[2] - q[0]) / q[1] > NOISY_SPREAD)(quartiles(r.measurement.forward_backward_s)))
+        noisy = sum(is_noisy(r.measurement.forward_backward_s) for r in ok)
         lines.append(f"- {describe(files[0].fingerprint)}: {len(ok)} point(s) measured, "
                      f"{sum(r.status == 'failed' for r in recs)} failed, {sum(r.status == 'skipped' for r in recs)} "
                      f"skipped, {noisy} NOISY (IQR/median above {_plain_pct(NOISY_SPREAD)}); "
