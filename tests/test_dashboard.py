@@ -212,3 +212,29 @@ def test_html_report_renders_its_plots_in_chromium(tmp_path):
     # the comparison's chart, and per machine time vs T, memory vs T and ratio to nn_lstm
     assert page["images"] == 1 + 2 * 3
     assert page["broken_images"] == 0
+
+
+def test_the_fleet_workflow_runs_commands_this_lstm_bench_has():
+    """The workflow cannot run here (GPU runners); its lstm-bench command lines must at least parse."""
+    yaml = pytest.importorskip("yaml")
+    import shlex
+
+    from lstm_bench.cli import build_parser
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "fleet.yml").read_text())
+    assert workflow["jobs"]["merge"]["needs"] == "measure"
+    labels = [m["label"] for m in workflow["jobs"]["measure"]["strategy"]["matrix"]["include"]]
+    assert "cpu" in labels and len(labels) >= 3  # a CPU runner and GPU runners
+    commands = []
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            script = step.get("run", "").replace("\\\n", " ")
+            for line in script.splitlines():
+                for i, part in enumerate(line.split("$(")):  # commands inside $(...) too
+                    part = (part.split(")")[0] if i else part).strip()
+                    if part.startswith("lstm-bench "):
+                        commands.append(part.split(">")[0].split("|")[0])
+    assert len(commands) >= 6, commands
+    for command in commands:
+        argv = shlex.split(command.replace("${{ matrix.devices }}", "cpu").replace("${{ matrix.label }}", "cpu"))[1:]
+        build_parser().parse_args(argv)  # UsageError (a test failure) on a flag this version lacks
