@@ -13,13 +13,17 @@ the screenshots.
 from __future__ import annotations
 
 import ast
+import base64
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import PIL.Image
 import pytest
 from browser import CHROMIUM_MISSING, VENDOR_MISSING, instrument, open_page, serve, vendor_asv_site
 
@@ -188,6 +192,12 @@ def test_html_report_keeps_two_machines_apart(tmp_path):
     assert a.fingerprint["hash"] in sections[0] and b.path.name not in sections[0]
     assert b.fingerprint["hash"] in sections[1] and a.path.name not in sections[1]
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(pngs) == 2 * 3  # per machine: time vs T, memory vs T, ratio to nn_lstm
+    for data in pngs:  # whole PNGs (a browser shows a truncated one's top half without complaint)
+        image = PIL.Image.open(io.BytesIO(base64.b64decode(data)))
+        image.load()
+        assert image.size[0] > 300 and image.size[1] > 200
 
 
 @browser_needed
