@@ -79,7 +79,7 @@ def test_report_of_two_machines_has_a_section_each(tmp_path, capsys):
     assert code == 0, err
     assert "from 2 machine(s)" in out.splitlines()[0]
     sections = out.split("\n### ")[1:]
-    assert len(sections) == 2 and "2 threads" in sections[0] and "1 threads" in sections[1]
+    assert len(sections) == 2 and "2 threads of" in sections[0] and "1 thread of" in sections[1]
     assert "a.jsonl" in sections[0] and "b.jsonl" not in sections[0]
     assert "1 point(s) measured, 1 failed, 0 skipped, 1 NOISY" in out  # IQR/median of the repeats: 30 %
     assert "failed: RuntimeError: boom" in out

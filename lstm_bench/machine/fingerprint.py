@@ -226,7 +226,8 @@ def describe(fp: Mapping) -> str:
     m = fp.get("machine") or {}
     gpu = m.get("gpu")
     flags = m.get("cpu_flags")
-    parts = [str(m.get("cpu", UNKNOWN)), f"{m.get('threads', UNKNOWN)} threads of {m.get('cpus', UNKNOWN)} CPUs",
+    threads = m.get("threads", UNKNOWN)
+    parts = [str(m.get("cpu", UNKNOWN)), f"{threads} thread{'' if threads == 1 else 's'} of {m.get('cpus', UNKNOWN)} CPUs",
              f"{m.get('memory_gib', UNKNOWN)} GiB"]
     if isinstance(flags, list):
         wide = [f for f in flags if f.startswith(("avx512", "amx", "sve"))]

@@ -119,7 +119,7 @@ def render_markdown(verdict_json: dict | list) -> str:
         lines.append(f"- Inconclusive: {len(unsure)} point(s) where a {_plain_pct(threshold)} slowdown would not "
                      f"have been seen at the noise measured: {shown}" + (" ..." if len(unsure) > 5 else ""))
     else:
-        lines.append(f"- Inconclusive: none (every point could see a {_plain_pct(threshold)} slowdown)")
+        lines.append(f"- Inconclusive: none (no point without a slowdown found hid one of {_plain_pct(threshold)})")
     lines.append(f"- Noise: {len(noisy)} of {len(verdicts)} point(s) NOISY (repeats spread by more than "
                  f"{_plain_pct(NOISY_SPREAD)}, IQR/median)")
     machines = data.get("machines") or {}
