@@ -229,3 +229,21 @@ def test_export_machine_prints_the_fingerprint_hash_and_asv_flags(capsys):
     assert code == 0 and f"--machine ci-{out.strip()}" in flags and "--num_cpu" in flags
     code, other, _ = run(capsys, "export", "--machine", "--format", "hash", "--threads", "2")
     assert other != out  # another thread count is another machine configuration
+
+
+def test_asv_takes_the_machine_flags_and_names_the_machine_by_its_fingerprint(tmp_path, capsys):
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    code, flags, _ = run(capsys, "export", "--machine", "--format", "asv-machine", "--threads", "2", "--name", "cpu")
+    assert code == 0
+    done = subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", *shlex.split(flags)], capture_output=True,
+                          text=True, env={**os.environ, "HOME": str(tmp_path)},
+                          cwd=Path(__file__).resolve().parent.parent)  # asv wants the project's asv.conf.json
+    assert done.returncode == 0, done.stdout + done.stderr
+    machines = json.loads((tmp_path / ".asv-machine.json").read_text())
+    code, fp_hash, _ = run(capsys, "export", "--machine", "--format", "hash", "--threads", "2")
+    entry = machines[f"cpu-{fp_hash.strip()}"]
+    assert entry["cpu"].endswith(f"[fp {fp_hash.strip()}]") and entry["machine"] == f"cpu-{fp_hash.strip()}"
