@@ -218,7 +218,8 @@ def resume_conflicts(old: dict, new: dict) -> list[str]:
         problems.append(f"grid {old['grid']} in the file, {new['grid']} now")
     if not same_json(old["settings"], new["settings"]):
         problems.append(f"settings {old['settings']} in the file, {new['settings']} now")
-    other_machine = _fingerprint.fingerprint_mismatch_reason(_fingerprint.from_header(old), _fingerprint.from_header(new))
+    other_machine = _fingerprint.fingerprint_mismatch_reason(_fingerprint.from_header(old),
+                                                             _fingerprint.from_header(new))
     if other_machine:
         problems.append(other_machine)
     return problems

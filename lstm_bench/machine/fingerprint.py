@@ -133,6 +133,20 @@ def _finish(machine: dict, software: dict, unknown: dict) -> dict:
             "unknown": unknown}
 
 
+def _known(*values: Any) -> Any:
+    """The first of `values` that is neither None nor UNKNOWN, else None."""
+    return next((v for v in values if v not in (None, UNKNOWN)), None)
+
+
+def _software(env: Mapping, gpu: dict, *, blas: str, capability: str) -> dict:
+    """The recorded, unhashed part: versions from `env` and the GPU identity (which wins for CUDA and cuDNN)."""
+    backends = env.get("backends") or {}
+    return {"torch": env.get("torch") or UNKNOWN, "commit": env.get("commit") or UNKNOWN, "blas": blas,
+            "cpu_capability": capability, "cuda": _known(gpu.get("cuda"), backends.get("cuda")),
+            "cudnn": _known(gpu.get("cudnn"), (backends.get("cudnn") or {}).get("version")),
+            "driver": _known(gpu.get("driver"))}
+
+
 def fingerprint(env: Mapping, *, environ: Mapping[str, str] | None = None) -> dict:
     """The fingerprint of this process's machine, `env` being its `environment()` (threads, CPU, GPU, commit).
 
@@ -146,13 +160,7 @@ def fingerprint(env: Mapping, *, environ: Mapping[str, str] | None = None) -> di
     restricted = {k: environ[k] for k in HARDWARE_ENV if environ.get(k)}
     if restricted:  # only when set, so that an unrestricted machine hashes as before
         machine["env"] = restricted
-    backends = env.get("backends") or {}
-    software = {"torch": env.get("torch") or UNKNOWN, "commit": env.get("commit") or UNKNOWN, "blas": blas(),
-                "cpu_capability": cpu_capability(),
-                "cuda": sw_gpu.get("cuda") if sw_gpu.get("cuda", UNKNOWN) != UNKNOWN else backends.get("cuda"),
-                "cudnn": sw_gpu.get("cudnn") if sw_gpu.get("cudnn", UNKNOWN) != UNKNOWN
-                else (backends.get("cudnn") or {}).get("version"),
-                "driver": sw_gpu.get("driver") if hw_gpu is not None else None}
+    software = _software(env, sw_gpu, blas=blas(), capability=cpu_capability())
     unknown = {k: "not readable on this system" for k in ("cpu_flags", "memory_gib") if machine[k] == UNKNOWN}
     unknown.update({k: "not reported by the GPU identity" for k in unknown_gpu})
     return _finish(machine, software, unknown)
@@ -170,10 +178,7 @@ def from_header(header: Mapping) -> dict:
     hw_gpu, sw_gpu, unknown_gpu = gpu_parts(env.get("gpu"))
     machine = {"cpu": env.get("cpu") or UNKNOWN, "cpu_flags": UNKNOWN, "cpus": env.get("cpu_count") or UNKNOWN,
                "threads": env.get("threads") or UNKNOWN, "memory_gib": UNKNOWN, "gpu": hw_gpu}
-    software = {"torch": env.get("torch") or UNKNOWN, "commit": env.get("commit") or UNKNOWN, "blas": UNKNOWN,
-                "cpu_capability": UNKNOWN, "cuda": (env.get("backends") or {}).get("cuda"),
-                "cudnn": ((env.get("backends") or {}).get("cudnn") or {}).get("version"),
-                "driver": sw_gpu.get("driver")}
+    software = _software(env, sw_gpu, blas=UNKNOWN, capability=UNKNOWN)
     unknown = {k: OLD_FILE for k, v in machine.items() if v == UNKNOWN}
     unknown.update({k: OLD_FILE for k in unknown_gpu})
     return _finish(machine, software, unknown)
