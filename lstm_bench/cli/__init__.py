@@ -9,6 +9,8 @@
     lstm-bench info                 info.py      the environment a result is recorded with
     lstm-bench flow ...             flow.py      gradient flow through time (lstm_bench.flow)
     lstm-bench test --impl X        test.py      the conformance suite (pytest) on a kernel
+    lstm-bench export RESULTS       export.py    a sweep as Bencher BMF, PyTorch v3 records or CSV; --machine: the fingerprint
+    lstm-bench report RESULTS...    report.py    markdown (a PR comment) or HTML (plots embedded), per machine
 
 Shared: args.py (exit codes, errors, argument types), output.py (tables, units, progress).
 Exit codes: 0 fine, 1 a check failed / a point failed / a regression, 2 bad input (one
