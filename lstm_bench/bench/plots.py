@@ -69,7 +69,7 @@ def _panels(plt, n: int, title: str):
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 2.4, 3.6 * rows + 0.6), squeeze=False,
                              layout="constrained")
-    fig.suptitle(title, fontsize=12)
+    fig.suptitle(title, fontsize=12, wrap=True)  # a one-panel figure is narrower than its title
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)

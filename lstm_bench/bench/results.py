@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import strict_json
+from ..machine import fingerprint as _fingerprint
 from .records import PointRecord
 
 FORMAT = "lstm-bench-results"
@@ -74,6 +75,11 @@ class ResultsFile:
     @property
     def version(self) -> int:
         return self.header["version"]
+
+    @property
+    def fingerprint(self) -> dict:
+        """The machine it was recorded on (`lstm_bench.machine.fingerprint.from_header`; computed for old files)."""
+        return _fingerprint.from_header(self.header)
 
     def by_key(self) -> dict[str, PointRecord]:
         """Point key -> its latest record."""
@@ -189,9 +195,11 @@ def load_many(spec: str | os.PathLike) -> list[ResultsFile]:
     return [load(f) for f in files]
 
 
-def make_header(env: dict, grid: dict, settings: dict) -> dict:
+def make_header(env: dict, grid: dict, settings: dict, fingerprint: dict | None = None) -> dict:
+    """The header line; `fingerprint` defaults to this machine's (`lstm_bench.machine.fingerprint`)."""
     return {"kind": "header", "format": FORMAT, "version": VERSION, "created": now(),
-            "env": env, "grid": grid, "settings": settings}
+            "env": env, "grid": grid, "settings": settings,
+            "fingerprint": _fingerprint.fingerprint(env) if fingerprint is None else fingerprint}
 
 
 def same_json(a: Any, b: Any) -> bool:
@@ -210,6 +218,10 @@ def resume_conflicts(old: dict, new: dict) -> list[str]:
         problems.append(f"grid {old['grid']} in the file, {new['grid']} now")
     if not same_json(old["settings"], new["settings"]):
         problems.append(f"settings {old['settings']} in the file, {new['settings']} now")
+    other_machine = _fingerprint.fingerprint_mismatch_reason(_fingerprint.from_header(old),
+                                                             _fingerprint.from_header(new))
+    if other_machine:
+        problems.append(other_machine)
     return problems
 
 

@@ -9,6 +9,8 @@
     lstm-bench info                 info.py      the environment a result is recorded with
     lstm-bench flow ...             flow.py      gradient flow through time (lstm_bench.flow)
     lstm-bench test --impl X        test.py      the conformance suite (pytest) on a kernel
+    lstm-bench export RESULTS       export.py    a sweep as Bencher BMF, PyTorch v3 records or CSV; --machine: the fingerprint
+    lstm-bench report RESULTS...    report.py    markdown (a PR comment) or HTML (plots embedded), per machine
 
 Shared: args.py (exit codes, errors, argument types), output.py (tables, units, progress).
 Exit codes: 0 fine, 1 a check failed / a point failed / a regression, 2 bad input (one
@@ -21,10 +23,10 @@ import os
 import sys
 from typing import Sequence
 
-from . import ab, bench, check, compare, flow, info, main_job, plot, test
+from . import ab, bench, check, compare, export, flow, info, main_job, plot, report, test
 from .args import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UsageError, error
 
-COMMANDS = (check, test, bench, plot, compare, ab, info, flow)
+COMMANDS = (check, test, bench, plot, compare, ab, info, flow, export, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,9 @@ from ..bench.spread import NOISY_SPREAD
 from ..comparison import ab
 from ..core import strict_json
 from ..core.values import parse_number
+from ..machine.environment import environment
+from ..machine.fingerprint import check_same_machine, side_fingerprints
+from ..report.markdown import write_markdown
 from .args import (EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError, add_impls, add_sizes, arg_type, error, flatten, fraction,
                    list_of, non_negative_int, positive_int, probability, warn)
 from .bench import axes_from_args, check_devices
@@ -85,6 +88,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="set in NEW's worker; repeatable (e.g. LSTM_BENCH_INJECT_SLOWDOWN=0.1 for a known slowdown)")
     p.add_argument("--json", help="also write every pair and verdict to this new file (never overwritten)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--across-machines", action="store_true",
+                   help="compare although the two sides' hardware fingerprints differ (e.g. another "
+                        "CUDA_VISIBLE_DEVICES in --new-env); the result is labelled as such")
+    p.add_argument("--markdown", metavar="FILE", help="also write a markdown report to this new file (a PR comment)")
     p.set_defaults(func=run)
 
 
@@ -158,8 +165,11 @@ def run(args: argparse.Namespace) -> int:
     grid, specs = grid_from_args(args)
     points = grid.points()
     check_devices(flatten(args.device), points)
-    if args.json and os.path.exists(args.json):
-        raise UsageError(f"--json {args.json}: already exists (results are never overwritten)")
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path and os.path.exists(path):
+            raise UsageError(f"{flag} {path}: already exists (results are never overwritten)")
+    fingerprints = side_fingerprints(environment(threads=args.threads), base.env, new.env)
+    across = check_same_machine([fingerprints[0]], [fingerprints[1]], across_machines=args.across_machines)
     if args.processes > args.pairs:
         raise UsageError(f"--processes {args.processes} exceeds --pairs {args.pairs}")
     settings = ab.ABSettings(pairs=args.pairs, processes=args.processes, warmup=args.warmup, seed=args.seed,
@@ -177,8 +187,13 @@ def run(args: argparse.Namespace) -> int:
     why = ab.underpowered(result)
     if why:
         warn(why)
+    if across:
+        print(f"ACROSS MACHINES (--across-machines): {across}")
     print(report(result))
     if args.json:
         strict_json.write_new(args.json, result.to_json())
+    if args.markdown:
+        write_markdown(args.markdown, {**result.to_json(), "across_machines": across,
+                                       "machines": {"base": fingerprints[0], "new": fingerprints[1]}})
     sys.stdout.flush()
     return EXIT_FAIL if result.failed else EXIT_OK

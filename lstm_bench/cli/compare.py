@@ -12,6 +12,8 @@ import os
 from ..bench.spread import NOISY_SPREAD
 from ..comparison.runs import Comparison, compare_runs, load_side
 from ..core import strict_json
+from ..machine.fingerprint import check_same_machine
+from ..report.markdown import write_markdown
 from .args import EXIT_FAIL, EXIT_OK, UsageError, fraction, probability, warn
 from .output import percent, sensitivity_line, table, verdict_rows
 
@@ -74,15 +76,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="compare even across torch versions, thread counts, machines or grids (warns)")
     p.add_argument("--json", help="also write the verdicts to this new JSON file (never overwritten)")
+    p.add_argument("--across-machines", action="store_true",
+                   help="compare BASE and NEW although their hardware fingerprints differ (labelled as such)")
+    p.add_argument("--markdown", metavar="FILE", help="also write a markdown report to this new file (a PR comment)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.json and os.path.exists(args.json):
-        raise UsageError(f"--json {args.json}: already exists (results are never overwritten)")
-    c = compare_runs(load_side(args.base), load_side(args.new), metric=args.metric, threshold=args.threshold,
-                     alpha=args.alpha, correction=args.correction, force=args.force,
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path and os.path.exists(path):
+            raise UsageError(f"{flag} {path}: already exists (results are never overwritten)")
+    base_runs, new_runs = load_side(args.base), load_side(args.new)
+    across = check_same_machine([r.fingerprint for r in base_runs], [r.fingerprint for r in new_runs],
+                                across_machines=args.across_machines)
+    c = compare_runs(base_runs, new_runs, metric=args.metric, threshold=args.threshold,
+                     alpha=args.alpha, correction=args.correction, force=args.force or across is not None,
                      allow_missing=args.allow_missing)
+    if across:
+        print(f"ACROSS MACHINES (--across-machines): {across}")
     for problem in c.problems:
         warn(problem + " (compared anyway: --force)")
     if c.underpowered:
@@ -90,4 +101,10 @@ def run(args: argparse.Namespace) -> int:
     print(report(c, args.base, args.new))
     if args.json:
         strict_json.write_new(args.json, [v.to_dict() for v in c.verdicts])
+    if args.markdown:
+        write_markdown(args.markdown, {"kind": "lstm-bench-compare", "verdicts": [v.to_dict() for v in c.verdicts],
+                                       "threshold": c.threshold, "alpha": c.alpha, "broken": c.broken,
+                                       "missing_in_new": c.missing_in_new, "across_machines": across,
+                                       "machines": {"base": base_runs[0].fingerprint,
+                                                    "new": new_runs[0].fingerprint}})
     return EXIT_FAIL if c.failed else EXIT_OK

@@ -22,7 +22,7 @@ from .gpu import gpu_identity
 from .timing import default_threads
 
 CACHE_ENV = "LSTM_BENCH_CACHE_DIR"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: lstm_bench/machine/ -> lstm_bench/ -> root
 
 
 def cpu_name() -> str:
