@@ -18,6 +18,7 @@ MAY_IMPORT = {
     "bench": {"core", "machine", "impls", "conformance"},
     "comparison": {"core", "machine", "impls", "conformance", "bench"},
     "flow": {"core", "machine", "impls", "bench"},  # bench: its matplotlib loader (bench/plots.pyplot)
+    "report": {"core", "machine", "impls", "conformance", "bench", "comparison"},
     "cli": {"core", "machine", "impls", "conformance", "bench", "comparison", "flow", "report"},
 }
 # The one cycle: the registry loads the built-in implementations on first use.
