@@ -218,7 +218,7 @@ def verdict_report(verdict: SpeedVerdict) -> str:
                            + ((-2,) if "test" in headers else ())))
     for r in verdict.rows:
         if r.outcome == "failed":
-            lines.append(f"FAILED: {point_label(r.point)}: {r.reason}")
+            lines.append(f"FAILED in NEW: {point_label(r.point)}: {r.reason}")
     skipped: dict[str, int] = {}
     for r in verdict.with_outcome("not compared"):
         if r.reason.startswith("skipped: "):
@@ -263,7 +263,8 @@ def summary_line(verdict: SpeedVerdict) -> str:
         line += "; FAILED"
     elif status == "inconclusive":
         more = verdict.more_to_decide()
-        line += ("; INCONCLUSIVE: the noise hid a slowdown of the threshold's size"
+        line += (f"; INCONCLUSIVE: at {len(verdict.with_outcome('inconclusive'))} point(s) the noise measured "
+                 f"(or the load) could hide a slowdown of the threshold's size"
                  + (f"; about {_more(verdict, more)} would decide it" if more else ""))
     elif status == "nothing":
         line += "; nothing was compared"

@@ -348,7 +348,7 @@ def _row(run: PointRun, stats: dict, base: str, new: str) -> PointVerdict:
     elif run.skipped:
         row = PointVerdict(run.point, "not compared", reason=f"skipped: {run.skipped}")
     elif run.new_error:
-        row = PointVerdict(run.point, "failed", reason=f"NEW {run.new_error}"
+        row = PointVerdict(run.point, "failed", reason=run.new_error
                            + (f" (BASE too: {run.base_error})" if run.base_error else ""), load=run.load)
     elif run.base_error:
         row = PointVerdict(run.point, "not compared", load=run.load,

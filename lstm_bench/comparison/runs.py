@@ -155,12 +155,12 @@ def compare_runs(base: list[ResultsFile], new: list[ResultsFile], *, metric: str
         if b_status in ("skipped", "absent") and n_status in ("skipped", "absent"):
             continue  # skipped on both sides: nothing to compare, nothing missing
         if n_status == "failed":
-            was = "measured in BASE" if b_status == "ok" else "not measured in BASE either"
-            rows.append(PointVerdict(points[key], "failed", reason=f"failed in NEW ({was}): {n.error}"))
+            was = "BASE measured it" if b_status == "ok" else "not measured in BASE either"
+            rows.append(PointVerdict(points[key], "failed", reason=f"{n.error} ({was})"))
         elif b_status != "skipped" and b_status != "absent" and n_status in ("skipped", "absent"):
-            rows.append(PointVerdict(points[key], "not compared" if allow_missing else "failed",
-                                     reason=f"{'measured' if b_status == 'ok' else 'recorded'} in BASE, missing in "
-                                            f"NEW" + (" (allowed)" if allow_missing else "")))
+            was = "BASE measured it" if b_status == "ok" else "BASE recorded it"
+            rows.append(PointVerdict(points[key], "not compared", reason=f"missing in NEW ({was}; allowed)")
+                        if allow_missing else PointVerdict(points[key], "failed", reason=f"missing ({was})"))
         else:
             why = "failed in BASE" if b_status == "failed" else "not in BASE"
             rows.append(PointVerdict(points[key], "not compared", reason=why))
