@@ -291,19 +291,25 @@ def test_both_sides_time_the_points_configuration_not_a_plain_lstm(tmp_path, mon
 
 def test_a_wrong_new_result_fails_the_comparison_and_a_wrong_base_is_named(tmp_path, capsys):
     """NaN, bf16-rounded gradients and a cached first result in NEW each fail their point (exit 1), judged
-    under the tolerance policy before and after the timing; a wrong BASE is said to be BASE's."""
+    under the tolerance policy before and after the timing; a wrong BASE is said to be BASE's. Before the
+    gate: "5 points: 5 no change", exit 0. And the backends each side ran are compared."""
     json_file = tmp_path / "ab.json"
     code, out, err = run(capsys, "ab", "--base", sys.executable, "--new", sys.executable,
-                         "--impl", "tests.kernels.ab_kernels:kernel", "-T", "2,3,4,5,7", "-B", "2", "-H", "8",
+                         "--impl", "tests.kernels.ab_kernels:kernel", "-T", "2,3,4,5,6,7", "-B", "2", "-H", "8",
                          "--device", "cpu", "--pairs", "2", "--processes", "1", "--min-time", "0.001",
                          "--base-env", f"PYTHONPATH={ROOT}", "--base-env", "AB_SIDE=BASE",
                          "--new-env", f"PYTHONPATH={ROOT}", "--new-env", "AB_SIDE=NEW", "--no-progress",
+                         "--base-env", "AB_BACKEND=mkl-gemm+fused-loop", "--new-env", "AB_BACKEND=onednn-gemm+fused-cell",
                          "--json", json_file)
     assert code == 1, out + err
     rows = {r["point"]["T"]: r for r in json.loads(json_file.read_text())["points"]}
     assert rows[2]["outcome"] == "failed" and "NaN" in rows[2]["reason"], rows[2]
     assert rows[3]["outcome"] == "failed" and "d_weight_hh_l0" in rows[3]["reason"], rows[3]
-    assert rows[4]["outcome"] == "failed" and "after" in rows[4]["reason"], rows[4]
+    assert rows[4]["outcome"] == "failed" and "a cached or stale result" in rows[4]["reason"], rows[4]
+    assert rows[6]["outcome"] == "failed" and "the last one's output" in rows[6]["reason"], rows[6]
     assert rows[5]["outcome"] not in ("failed", "regression"), rows[5]
     assert rows[7]["outcome"] == "not compared" and "BASE" in rows[7]["reason"], rows[7]
-    assert out.count("FAILED in NEW") == 3 and "wrong in BASE" in out
+    assert out.count("FAILED in NEW") == 4 and "wrong in BASE" in out
+    # what each side ran is recorded, and a difference is said on the point
+    assert (rows[5]["backend_base"], rows[5]["backend_new"]) == ("mkl-gemm+fused-loop", "onednn-gemm+fused-cell")
+    assert "backends differ: BASE ran mkl-gemm+fused-loop, NEW ran onednn-gemm+fused-cell" in out

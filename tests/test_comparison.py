@@ -207,3 +207,31 @@ def test_the_json_is_the_verdict(tmp_path, capsys):
     data = json.loads((tmp_path / "v.json").read_text())
     assert code == 1 and data["kind"] == "lstm-bench-compare" and data["status"] == "failed"
     assert {p["point"]["T"]: p["outcome"] for p in data["points"]} == {2: "regression", 3: "failed"}
+
+
+def test_ab_keeps_a_loaded_regression_but_says_so_and_compare_does_not_keep_it():
+    from lstm_bench.comparison.stats import compare_pairs
+    from lstm_bench.comparison.verdict import row_from_stats
+    from lstm_bench.machine.load import Load
+
+    stats = compare_pairs({"p": ([1.0, 1.01, 0.99, 1.0] * 5, [2.0, 2.02, 1.98, 2.0] * 5)})[0]
+    assert stats.outcome == "regression"
+    point = Point("vectorised", 2, 1, 4, 4)
+    loaded = Load.from_json(LOADED)
+    paired = row_from_stats(point, stats, load=loaded, paired=True)
+    assert paired.outcome == "regression" and any("measured under load" in n for n in paired.notes)
+    separate = row_from_stats(point, stats, load=loaded, paired=False)
+    assert separate.outcome == "inconclusive" and "measured under load" in separate.reason
+    assert row_from_stats(point, stats, load=Load.from_json(QUIET), paired=False).outcome == "regression"
+
+
+def test_the_comparison_commands_import_no_sibling_command():
+    """Shared CLI helpers live in cli/args.py and cli/output.py, never in another command's module."""
+    import ast
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parent.parent / "lstm_bench" / "cli"
+    for name in ("ab.py", "compare.py"):
+        tree = ast.parse((cli / name).read_text())
+        siblings = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert siblings <= {"args", "output"}, (name, siblings)
