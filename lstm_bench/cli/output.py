@@ -25,7 +25,7 @@ from ..bench.spread import NOISY_SPREAD
 from ..bench.sweep import SweepObserver, SweepPlan
 from ..comparison.stats import POWER
 from ..comparison.verdict import PointVerdict, SpeedVerdict
-from .args import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK
+from .args import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, worst
 
 
 def table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, left: int | Collection[int] = 1) -> str:
@@ -274,11 +274,13 @@ def summary_line(verdict: SpeedVerdict) -> str:
 
 
 def verdict_exit_code(verdict: SpeedVerdict) -> int:
-    """The exit-code contract (`args`): 130 interrupted; else 1 failed, 3 inconclusive, 5 nothing, 0 passed."""
+    """The exit-code contract (`args`): 130 interrupted; else the most severe of its points' (`args.worst`):
+    1 a regression or a failed point, 3 an inconclusive one, 5 none compared, 0 passed."""
     if verdict.interrupted:
         return EXIT_INTERRUPTED
-    return {"failed": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE, "nothing": EXIT_NOTHING}.get(verdict.status,
-                                                                                                EXIT_OK)
+    return worst(EXIT_FAIL if verdict.failed else EXIT_OK,
+                 EXIT_INCONCLUSIVE if verdict.with_outcome("inconclusive") else EXIT_OK,
+                 EXIT_NOTHING if not verdict.verdicts else EXIT_OK)
 
 
 class ABProgress:
