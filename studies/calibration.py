@@ -1,11 +1,14 @@
 """Calibration studies behind the README's "Comparing on a noisy machine" (not a test: they take an hour).
 
-    python -m studies.calibration ab [--trials-aa 20] [--trials 10] [--out DIR]
+    python -m studies.calibration ab [--trials-aa 20] [--trials 10] [--out DIR] [--neighbour]
         `lstm-bench ab` on the CI grid, BASE = NEW = this checkout, NEW with
         $LSTM_BENCH_INJECT_SLOWDOWN = 0 (A/A), 0.05 and 0.10; levels interleaved
         (A/A, 5 %, A/A, 10 %, ...) so that the machine's drift falls on all alike. Prints
-        per level: trials, how many exited non-zero, points flagged, measured ratios,
-        wall time and load. Every trial's `--json` is kept in DIR (re-read with `table DIR`).
+        per level: trials, each trial's outcome (exit 0 passed, 1 failed, 3 inconclusive),
+        the points' outcomes (regression, slower, faster, no change, inconclusive),
+        measured ratios, wall time and load (and how many points were measured under
+        load). `--neighbour` keeps one single-threaded busy loop running beside the
+        trials. Every trial's `--json` is kept in DIR (re-read with `table DIR`).
     python -m studies.calibration table DIR [--threshold 0.05]
         the same table from the kept trials, verdicts recomputed from their pairs
     python -m studies.calibration asv [--trials 5] [--out DIR]
@@ -73,7 +76,7 @@ def ab_trial(level: float, out: Path, extra: list[str]) -> dict:
     t0 = time.perf_counter()
     run = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - t0
-    if run.returncode not in (0, 1):
+    if run.returncode not in (0, 1, 3):
         raise SystemExit(f"ab exited {run.returncode}: {run.stderr.strip()[-500:]}")
     data = json.loads(out.read_text())
     data["calibration"] = {"level": level, "exit": run.returncode, "wall": wall, "argv": argv[3:]}
@@ -93,8 +96,16 @@ def reanalyse(data: dict, threshold: float | None, alpha: float | None) -> dict:
     verdicts = [v.to_dict() for v in compare_pairs(measured, threshold=threshold, alpha=alpha)]
     broken = any(r["new_error"] for r in data["runs"])
     out = dict(data, verdicts=verdicts)
-    out["calibration"] = dict(data["calibration"], exit=int(broken or any(v["regression"] for v in verdicts)))
+    code = 1 if broken or any(v["outcome"] == "regression" for v in verdicts) else \
+        3 if any(v["outcome"] == "inconclusive" for v in verdicts) else 0
+    out["calibration"] = dict(data["calibration"], exit=code)
     return out
+
+
+def _under_load(run: dict) -> bool:
+    from lstm_bench.machine.load import Load
+
+    return bool(run.get("load")) and Load.from_json(run["load"]).under_load
 
 
 def Point_key(d: dict) -> str:
@@ -113,26 +124,25 @@ def ab_table(trials: list[dict], threshold: float | None = None, alpha: float | 
         these = [t for t in trials if t["calibration"]["level"] == level]
         if not these:
             continue
-        exits = sum(t["calibration"]["exit"] != 0 for t in these)
+        exits = {code: sum(t["calibration"]["exit"] == code for t in these) for code in (0, 1, 3)}
         verdicts = [v for t in these for v in t["verdicts"]]
-        flagged = sum(v["regression"] for v in verdicts)
-        significant = sum(v["verdict"] != "no change" for v in verdicts)
-        trials_significant = sum(any(v["verdict"] != "no change" for v in t["verdicts"]) for t in these)
+        outcomes = {o: sum(v["outcome"] == o for v in verdicts)
+                    for o in ("regression", "slower", "faster", "no change", "inconclusive")}
+        loaded = sum(_under_load(r) for t in these for r in t["runs"] if not r["skipped"])
         ratios = sorted(statistics.median(v["ratio"] for v in t["verdicts"]) for t in these)
         walls = [t["calibration"]["wall"] for t in these]
         loads = [x for t in these for r in t["runs"] if r.get("load") for x in
                  (r["load"].get("load_start"), r["load"].get("load_peak")) if x is not None]
         detect = sorted(v["detectable"] for v in verdicts if v.get("detectable") is not None)
-        rows.append([f"{100 * level:.0f}%", len(these), f"{exits} of {len(these)}",
-                     f"{trials_significant} of {len(these)}", f"{flagged} of {len(verdicts)}",
-                     f"{significant} of {len(verdicts)}",
+        rows.append([f"{100 * level:.0f}%", len(these), f"{exits[0]} / {exits[1]} / {exits[3]}",
+                     f"{len(verdicts)}", " / ".join(str(outcomes[o]) for o in outcomes),
                      f"{ratios[0]:.3f} / {statistics.median(ratios):.3f} / {ratios[-1]:.3f}",
                      f"{100 * statistics.median(detect):.1f}%" if detect else "-",
                      f"{statistics.median(walls) / 60:.1f} / {max(walls) / 60:.1f}",
-                     f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"])
-    return table(["injected", "trials", "exit != 0", "trials with a significant point", "points flagged",
-                  "points significant", "median ratio: min / median / max", "median detectable",
-                  "wall min: median / max", "load average"], rows)
+                     f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-", f"{loaded} of {len(verdicts)}"])
+    return table(["injected", "trials", "exit 0 / 1 / 3", "points",
+                  "regression / slower / faster / no change / inconclusive", "median ratio: min / median / max",
+                  "median detectable", "wall min: median / max", "load average", "points under load"], rows)
 
 
 def study_ab(args: argparse.Namespace) -> None:
@@ -140,7 +150,20 @@ def study_ab(args: argparse.Namespace) -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="lstm-bench-calibration-"))
     out.mkdir(parents=True, exist_ok=True)
     extra = args.ab_args.split() if args.ab_args else []
-    print(f"# trials kept in {out}; ab {' '.join(extra) or '(defaults)'}", flush=True)
+    print(f"# trials kept in {out}; ab {' '.join(extra) or '(defaults)'}"
+          + ("; one busy neighbour (a single-threaded busy loop) beside them" if args.neighbour else ""), flush=True)
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.neighbour else None
+    try:
+        trials = _ab_trials(args, out, extra)
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
+    print(ab_table(trials))
+    footer()
+
+
+def _ab_trials(args: argparse.Namespace, out: Path, extra: list[str]) -> list[dict]:
     trials = []
     for i, level in enumerate(ab_schedule(args.trials_aa, args.trials)):
         path = out / f"trial{i:03d}-{int(round(1000 * level)):03d}.json"
@@ -151,12 +174,12 @@ def study_ab(args: argparse.Namespace) -> None:
         trials.append(data)
         c = data["calibration"]
         ratios = [v["ratio"] for v in data["verdicts"]]
+        outcomes = [v["outcome"] for v in data["verdicts"]]
         print(f"trial {i + 1}: injected {100 * level:.0f}%, exit {c['exit']}, "
-              f"{sum(v['regression'] for v in data['verdicts'])} of {len(ratios)} points flagged, median ratio "
-              f"{statistics.median(ratios):.3f}, {c['wall'] / 60:.1f} min, load average {os.getloadavg()[0]:.1f}",
-              flush=True)
-    print(ab_table(trials))
-    footer()
+              + ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+              + f" of {len(ratios)} points, median ratio {statistics.median(ratios):.3f}, {c['wall'] / 60:.1f} min, "
+                f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    return trials
 
 
 def study_table(args: argparse.Namespace) -> None:
@@ -263,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trials", type=int, default=10, help="trials at each injected slowdown")
     p.add_argument("--out", help="folder for the trials' JSON (resumes: trials already there are kept)")
     p.add_argument("--ab-args", default="", help="extra flags for `lstm-bench ab`, one string")
+    p.add_argument("--neighbour", action="store_true", help="one single-threaded busy loop beside the trials")
     p.set_defaults(func=study_ab)
     p = sub.add_parser("table", help="the ab table again from kept trials, with this checkout's statistics")
     p.add_argument("dir")

@@ -105,8 +105,8 @@ def test_bad_threshold_and_alpha():
 
 from lstm_bench.bench.spread import is_noisy, relative_iqr  # noqa: E402
 from lstm_bench.comparison.stats import (batch_medians, compare_pairs, compare_run_samples,  # noqa: E402
-                                         detectable_paired, hodges_lehmann, one_sample_t, pairs_needed, signed_rank,
-                                         signed_rank_ci, welch_log)
+                                         detectable_paired, hodges_lehmann, one_sample_t, pairs_needed, robust_sd,
+                                         signed_rank, signed_rank_ci, welch_log)
 
 
 def test_signed_rank_matches_scipy_and_its_exact_floor():
@@ -214,3 +214,32 @@ def test_verdicts_are_strict_json():
 
     v = compare_run_samples({"one": ([[1.0, 1.1, 0.9]], [[1.0, 1.2, 0.9]])})[0]
     assert json.loads(json.dumps(v.to_dict(), allow_nan=False))["detectable"] is None
+
+
+def test_no_change_only_when_the_threshold_was_detectable_else_inconclusive():
+    quiet = compare_pairs({"p": _paired(1.0, 30, 0.01, 11)}, threshold=0.05)[0]
+    assert quiet.verdict == "no change" and quiet.detectable <= 0.05 and quiet.outcome == "no change"
+    noisy_pair = _paired(1.0, 30, 0.30, 12)
+    noisy = compare_pairs({"p": noisy_pair}, threshold=0.05)[0]
+    assert noisy.verdict == "no change" and noisy.detectable > 0.05 and noisy.outcome == "inconclusive"
+    # the further pairs that would decide it: enough to make the threshold itself detectable
+    sd = robust_sd(np.log(noisy_pair[1]) - np.log(noisy_pair[0]))
+    assert noisy.more_for_target == pairs_needed(sd, 0.05, target=0.05) - 30 > 0
+    # a 10 % threshold is easier to see than 5 %: fewer further pairs
+    assert compare_pairs({"p": noisy_pair}, threshold=0.10)[0].more_for_target < noisy.more_for_target
+    # significant outcomes are decided whatever the power
+    slow = compare_pairs({"p": _paired(3.0, 30, 0.05, 13)})[0]
+    fast = compare_pairs({"p": _paired(0.5, 30, 0.05, 14)})[0]
+    assert (slow.outcome, fast.outcome) == ("regression", "faster")
+
+
+def test_outcome_rule_by_hand():
+    from lstm_bench.comparison.stats import outcome
+
+    assert outcome("no change", False, 0.04, 1.2, 0.05) == "no change"
+    assert outcome("no change", False, 0.06, 1.01, 0.05) == "inconclusive"
+    assert outcome("no change", False, math.inf, 1.01, 0.05) == "inconclusive"
+    assert outcome("no change", False, math.nan, 1.04, 0.05) == "no change"  # repeats: no detectable, the CI
+    assert outcome("no change", False, math.nan, 1.06, 0.05) == "inconclusive"
+    assert outcome("slower", True, 0.5, 9.0, 0.05) == "regression"
+    assert outcome("slower", False, 0.5, 9.0, 0.05) == "slower"

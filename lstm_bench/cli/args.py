@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..core.devices import available_devices
 from ..core.values import parse_fraction, parse_int, parse_probability
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 5, 130
@@ -59,20 +61,6 @@ def new_output_dir(path: str | os.PathLike, flag: str) -> Path:
         raise UsageError(f"{flag} {path}: exists already; name a new folder (nothing was overwritten)") from None
     except OSError as err:
         raise UsageError(f"{flag} {path}: cannot make it: {err.strerror}") from None
-    return path
-
-
-def check_new_file(path: str | os.PathLike, flag: str) -> Path:
-    """Validate, before the work, a file a command will create at the end: UsageError naming `flag`
-    when it exists already or its folder is missing or not writable."""
-    path = Path(path)
-    if path.exists():
-        raise UsageError(f"{flag} {path}: exists already; name a new file (nothing was overwritten)")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"{flag} {path}: no folder {folder}")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{flag} {path}: folder {folder} is not writable")
     return path
 
 
@@ -132,3 +120,54 @@ def add_impls(parser: argparse.ArgumentParser, default: str) -> None:
 def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: $LSTM_BENCH_THREADS, "
                                                              "else min(4, CPUs))")
+
+
+# The dtypes an LSTM case is made in (`make_case`); float8 types have no arithmetic of their own in torch.
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def check_dtypes(dtypes) -> None:
+    """UsageError naming the first dtype that no case can be made in."""
+    for d in dtypes or ():
+        if d not in DTYPES:
+            raise UsageError(f"--dtype {d}: not a dtype an LSTM case can be made in; use one of {', '.join(DTYPES)}")
+
+
+def check_devices(requested, points) -> None:
+    """A CI job that asked for a device must not stay green when nothing was measured: UsageError when every
+    point asked for is on a device missing here (only when --device was given)."""
+    if requested and points and not any(p.device in available_devices() for p in points):
+        raise UsageError(f"--device {','.join(requested)}: not available here (available: "
+                         f"{', '.join(available_devices())}); nothing would be measured")
+
+
+# The grid axes that a command's flags replace, flag -> axis (a command may lack some flags).
+AXIS_FLAGS = (("T", "T"), ("H", "H"), ("B", "B"), ("I", "I"), ("device", "devices"), ("dtype", "dtypes"),
+              ("config", "variants"))
+
+
+def axes_from_args(args: argparse.Namespace) -> dict[str, tuple]:
+    """The axes given on the command line (sizes, devices, dtypes, configurations), checked dtypes first."""
+    check_dtypes(flatten(getattr(args, "dtype", None)))
+    axes = {}
+    for flag, axis in AXIS_FLAGS:
+        values = flatten(getattr(args, flag, None))
+        if values:
+            axes[axis] = tuple(values)
+    return axes
+
+
+def check_new_file(path: str, flag: str) -> None:
+    """Validate, before any work, a file a command will write at the end (`--json`): it must not exist
+    (results are never overwritten) and its folder must exist and take a new file (tried: a file is
+    created there and removed). UsageError naming the flag otherwise."""
+    if os.path.lexists(path):
+        raise UsageError(f"{flag} {path}: already exists (results are never overwritten)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path}: no such folder {folder}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".lstm-bench-probe-"):
+            pass
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err})") from None

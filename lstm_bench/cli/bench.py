@@ -23,42 +23,8 @@ from ..core.registry import resolve_impls
 from ..machine.gpu_timing import cache_mode
 from ..machine.peak import header_key
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, arg_type,
-                   flatten, list_of, non_negative_int, positive_int)
+                   axes_from_args, check_devices, flatten, list_of, non_negative_int, positive_int)
 from .output import ProgressBar, human_bytes, human_duration, table
-
-# The dtypes an LSTM case is made in (`make_case`); float8 types have no arithmetic of their own in torch.
-DTYPES = ("float16", "bfloat16", "float32", "float64")
-
-
-def check_dtypes(dtypes) -> None:
-    """UsageError naming the first dtype that no case can be made in."""
-    for d in dtypes or ():
-        if d not in DTYPES:
-            raise UsageError(f"--dtype {d}: not a dtype an LSTM case can be made in; use one of {', '.join(DTYPES)}")
-
-
-def check_devices(requested, points) -> None:
-    """A CI job that asked for a device must not stay green when nothing was measured: UsageError when every
-    point asked for is on a device missing here (only when --device was given)."""
-    if requested and points and not any(p.device in available_devices() for p in points):
-        raise UsageError(f"--device {','.join(requested)}: not available here (available: "
-                         f"{', '.join(available_devices())}); nothing would be measured")
-
-
-# The grid axes that a command's flags replace, flag -> axis (a command may lack some flags).
-AXIS_FLAGS = (("T", "T"), ("H", "H"), ("B", "B"), ("I", "I"), ("device", "devices"), ("dtype", "dtypes"),
-              ("config", "variants"))
-
-
-def axes_from_args(args: argparse.Namespace) -> dict[str, tuple]:
-    """The axes given on the command line (sizes, devices, dtypes, configurations), checked dtypes first."""
-    check_dtypes(flatten(getattr(args, "dtype", None)))
-    axes = {}
-    for flag, axis in AXIS_FLAGS:
-        values = flatten(getattr(args, flag, None))
-        if values:
-            axes[axis] = tuple(values)
-    return axes
 
 
 def grid_from_args(args: argparse.Namespace) -> Grid:

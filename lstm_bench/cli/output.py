@@ -21,7 +21,11 @@ from rich.text import Text
 
 from ..bench.grid import PLAIN, Point
 from ..bench.records import PointRecord
+from ..bench.spread import NOISY_SPREAD
 from ..bench.sweep import SweepObserver, SweepPlan
+from ..comparison.stats import POWER
+from ..comparison.verdict import PointVerdict, SpeedVerdict
+from .args import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, worst
 
 
 def table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, left: int | Collection[int] = 1) -> str:
@@ -125,52 +129,158 @@ def percent(fraction: float | None, digits: int = 1) -> str:
 
 def spread_text(spread_base: float, spread_new: float) -> str:
     """The larger IQR/median of the two sides, marked NOISY above 10 % (`spread.NOISY_SPREAD`)."""
-    from ..bench.spread import NOISY_SPREAD
-
     worst = max(spread_base, spread_new)
     if math.isnan(worst):
         return "-"
     return f"{100 * worst:.0f}%" + (" NOISY" if worst > NOISY_SPREAD else "")
 
 
-def verdict_rows(verdicts, points: dict, *, show_method: bool = False) -> tuple[list[str], list[list[Any]]]:
-    """Headers and rows of a per-point verdict table (`compare`, `ab`)."""
-    has_configs = any(points[v.key].variant != PLAIN for v in verdicts)
+# --- speed verdicts (`compare`, `ab`): one renderer --------------------------------------------------------------
+
+TESTS = {"batches": "Student's t on the per-generation medians of ln(new/base)",
+         "pairs": "Wilcoxon signed-rank on ln(new/base)", "runs": "Welch's t on log run medians",
+         "repeats": "Mann-Whitney U on repeats"}
+
+
+def outcome_text(row: PointVerdict) -> str:
+    """The outcome cell: "regression", "INCONCLUSIVE", ..., with "(measured under load)" when it was."""
+    text = {"regression": "REGRESSION", "inconclusive": "INCONCLUSIVE", "failed": "FAILED"}.get(row.outcome,
+                                                                                                 row.outcome)
+    return text + (" (measured under load)" if row.under_load else "")
+
+
+def verdict_rows(verdict: SpeedVerdict) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of the per-point table of the compared points.
+
+    "base median" and "new median" are the medians of each side's seconds per call; "new/base"
+    is the test's own estimate (ab: exp of the mean per-generation median of ln(new/base);
+    compare: of the run medians), which differs from the ratio of the two medians when the
+    load moved between pairs: it is the figure the verdict rests on."""
+    compared = [r for r in verdict.rows if r.stats is not None]
+    has_configs = any(r.point.variant != PLAIN for r in compared)
+    methods = {r.stats.method for r in compared}
     headers = ["impl", "T", "B", "I", "H", "device", "dtype"] + (["config"] if has_configs else []) + [
-               "base", "new", "new/base", "95% CI", "p (Holm)", "detectable", "spread", "verdict"]
-    if show_method:
-        headers.insert(-1, "test")
+               "base median", "new median", "new/base (test)", "95% CI", "p (Holm)", "detectable", "spread"] + (
+               ["test"] if len(methods) > 1 else []) + ["outcome"]
     rows = []
-    for v in verdicts:
-        p = points[v.key]
-        row = [p.impl, p.T, p.B, p.I, p.H, p.device, p.dtype] + ([p.variant.label] if has_configs else []) + [
-               human_duration(v.base_median),
-               human_duration(v.new_median), f"{v.ratio:.3f}", f"[{v.ci_low:.3f}, {v.ci_high:.3f}]",
-               f"{v.p_adjusted:.2g}", percent(v.detectable), spread_text(v.spread_base, v.spread_new),
-               v.verdict + ("  REGRESSION" if v.regression else "")]
-        if show_method:
-            row.insert(-1, v.method)
-        rows.append(row)
+    for r in compared:
+        p, v = r.point, r.stats
+        rows.append([p.impl, p.T, p.B, p.I, p.H, p.device, p.dtype] + ([p.variant.label] if has_configs else []) + [
+                    human_duration(v.base_median), human_duration(v.new_median), f"{v.ratio:.3f}",
+                    f"[{v.ci_low:.3f}, {v.ci_high:.3f}]", f"{v.p_adjusted:.2g}", percent(v.detectable),
+                    spread_text(v.spread_base, v.spread_new)] + ([v.method] if len(methods) > 1 else [])
+                    + [outcome_text(r)])
     return headers, rows
 
 
-def sensitivity_line(verdicts, unit: str) -> str:
-    """The weakest point's detectable slowdown, and how many more `unit` would bring it to 5 %."""
-    from ..comparison.stats import POWER, TARGET
-
-    known = [v for v in verdicts if not math.isnan(v.detectable)]
+def sensitivity_line(verdict: SpeedVerdict) -> str:
+    """The weakest point's detectable slowdown, and how many more pairs / runs would bring every point to
+    the threshold."""
+    known = [v for v in verdict.verdicts if not math.isnan(v.detectable)]
     if not known:
         return ""
     worst = max(known, key=lambda v: v.detectable)
     more = max(v.more_for_target for v in known)
+    target = known[0].target
     line = (f"sensitivity: the smallest slowdown detectable ({100 * POWER:.0f}% power, at the noise measured) is "
             f"{percent(min(v.detectable for v in known))} at the best point, {percent(worst.detectable)} at the "
             f"worst ({worst.key})")
     if more:
-        line += f"; about {more} more {unit} would bring every point to {100 * TARGET:.0f}%"
+        line += f"; about {_more(verdict, more)} would bring every point to {percent(target, 0)}"
     else:
-        line += f"; every point can see {100 * TARGET:.0f}%"
+        line += f"; every point can see {percent(target, 0)}"
     return line
+
+
+def _more(verdict: SpeedVerdict, n: int) -> str:
+    text = f"{n} more {verdict.unit}"
+    if verdict.per_batch:
+        text += f" ({math.ceil(n / verdict.per_batch)} more worker generations of {verdict.per_batch:g} pairs)"
+    return text
+
+
+def verdict_report(verdict: SpeedVerdict) -> str:
+    """What `compare` and `ab` print: the sides, the notes, the load, the table, the points not compared or
+    failed, the notes per point, the sensitivity, and a summary with the outcome of the whole."""
+    lines = list(verdict.sides) + [f"  {note}" for note in verdict.notes]
+    load = verdict.load
+    if load is not None:
+        lines.append(("TAKEN UNDER LOAD: " if load.under_load else "load: ") + load.describe()
+                     + (("" if not load.under_load else
+                         " (ab: both sides of every pair shared it; the detectable column says what it cost)"
+                         if verdict.command == "ab" else
+                         " (separate runs do not share it: such points are inconclusive; alternate runs, or use "
+                         "`lstm-bench ab`)")))
+    headers, rows = verdict_rows(verdict)
+    if rows:
+        config = 7 if "config" in headers else None
+        lines.append(table(headers, rows, left=(0, 5, 6, -1) + ((config,) if config else ())
+                           + ((-2,) if "test" in headers else ())))
+    for r in verdict.rows:
+        if r.outcome == "failed":
+            lines.append(f"FAILED in NEW: {point_label(r.point)}: {r.reason}")
+    skipped: dict[str, int] = {}
+    for r in verdict.with_outcome("not compared"):
+        if r.reason.startswith("skipped: "):
+            skipped[r.reason] = skipped.get(r.reason, 0) + 1
+        else:
+            lines.append(f"not compared: {point_label(r.point)}: {r.reason}")
+    lines += [f"{reason.replace('skipped: ', f'skipped {n} point(s): ', 1)}" for reason, n in skipped.items()]
+    for r in verdict.rows:
+        if r.outcome == "inconclusive" and r.reason:
+            lines.append(f"INCONCLUSIVE: {point_label(r.point)}: {r.reason}")
+        lines += [f"note: {point_label(r.point)}: {note}" for note in r.notes]
+    noisy = sum(v.noisy for v in verdict.verdicts)
+    if noisy:
+        lines.append(f"{noisy} point(s) NOISY: a side's repeats spread by more than {100 * NOISY_SPREAD:.0f}% "
+                     f"(IQR/median)" + ("; the pairing absorbs shared load, the detectable column what is left"
+                                        if verdict.command == "ab" else ""))
+    line = sensitivity_line(verdict)
+    if line:
+        lines.append(line)
+    if verdict.command == "ab" and any(r.stats for r in verdict.rows):
+        lines.append("new/base (test) is the paired estimate the verdict rests on; the medians are each side's "
+                     "own, which the load can move apart")
+    lines.append(summary_line(verdict))
+    return "\n".join(lines)
+
+
+def summary_line(verdict: SpeedVerdict) -> str:
+    c = verdict.counts()
+    methods = sorted({v.method for v in verdict.verdicts})
+    test = " / ".join(TESTS[m] for m in methods) or "no test"
+    parts = [f"{c[o]} {o}" for o in ("regression", "failed", "inconclusive", "slower", "faster", "no change",
+                                     "not compared") if c[o]]
+    line = (f"{len(verdict.rows)} points: {', '.join(parts) or 'none'} ({test}, {verdict.correction}, "
+            f"alpha={verdict.alpha}, threshold {percent(verdict.threshold, 0)})")
+    loaded = sum(r.under_load for r in verdict.rows if r.stats)
+    if loaded:
+        line += f"; {loaded} measured under load"
+    status = verdict.status
+    if verdict.interrupted:
+        line += "; INTERRUPTED: the verdict covers the pairs that finished"
+    if status == "failed":
+        line += "; FAILED"
+    elif status == "inconclusive":
+        more = verdict.more_to_decide()
+        line += (f"; INCONCLUSIVE: at {len(verdict.with_outcome('inconclusive'))} point(s) the noise measured "
+                 f"(or the load) could hide a slowdown of the threshold's size"
+                 + (f"; about {_more(verdict, more)} would decide it" if more else ""))
+    elif status == "nothing":
+        line += "; nothing was compared"
+    else:
+        line += "; passed"
+    return line
+
+
+def verdict_exit_code(verdict: SpeedVerdict) -> int:
+    """The exit-code contract (`args`): 130 interrupted; else the most severe of its points' (`args.worst`):
+    1 a regression or a failed point, 3 an inconclusive one, 5 none compared, 0 passed."""
+    if verdict.interrupted:
+        return EXIT_INTERRUPTED
+    return worst(EXIT_FAIL if verdict.failed else EXIT_OK,
+                 EXIT_INCONCLUSIVE if verdict.with_outcome("inconclusive") else EXIT_OK,
+                 EXIT_NOTHING if not verdict.verdicts else EXIT_OK)
 
 
 class ABProgress:

@@ -22,6 +22,14 @@ over points; a regression is a significant slowdown whose estimated ratio is abo
 1 + threshold. A repeat is `number` calls, chosen per point (the same on both sides) so
 that it lasts at least `min_time`.
 
+Before a point is timed, and again after each generation's pairs, both sides' results
+are judged under the tolerance policy (`ab_checks`): a wrong, NaN or Inf result, or a
+cached one, in NEW fails the point (never timed on as if it were right); in BASE it
+makes the point "not compared", said to be BASE's. What each side ran (`Result.backend`,
+which for `vectorised` names its route) is recorded per generation; a point where the
+two sides ran different backends, or a side ran different ones in different processes,
+says so. Ctrl-C keeps what finished: the verdict of the points with pairs so far.
+
 Prior art: asv's `--interleave-rounds` interleaves whole benchmark processes; pyperf
 spreads a benchmark over worker processes; Google Benchmark's compare.py runs a U test
 on repetitions (and wants >= 9 of them). Here the unit of the test is the generation of
@@ -29,13 +37,8 @@ worker processes, and each of its observations is already a paired, load-cancell
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
-import select
-import signal
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -43,130 +46,17 @@ from pathlib import Path
 from typing import Sequence
 
 from ..bench.grid import Point, device_missing_reason, excluded_reason
-from ..machine.load import Load, LoadProbe, LoadTracker, summarise
-from .stats import PointComparison, compare_pairs, min_p_signed_rank
+from ..core.values import check_int
+from ..machine.load import Load, LoadProbe, LoadTracker
+from ..machine.timing import default_threads
+from . import ab_checks
+from .stats import compare_pairs, min_p_signed_rank
+from .verdict import PointVerdict, SpeedVerdict, row_from_stats
+from .workers import DEFAULT_TIMEOUT, WORKER, Side, WorkerError, WorkerProcess, hello, identity
 
-WORKER = Path(__file__).resolve().parent / "ab_worker.py"
 DEFAULT_PAIRS = 30
 DEFAULT_PROCESSES = 10
 DEFAULT_MIN_TIME = 0.05  # seconds a repeat lasts at least
-DEFAULT_TIMEOUT = 600.0  # seconds one request may take before the worker is called hung
-HELLO_TIMEOUT = 120.0  # importing torch on a loaded machine
-
-
-class WorkerError(Exception):
-    """A worker that cannot be started, died, printed garbage or hung: one line naming the side."""
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of the comparison: its Python executable and extra environment variables."""
-
-    name: str
-    python: str
-    env: tuple[tuple[str, str], ...] = ()
-
-
-class WorkerProcess:
-    """One side's worker: JSON lines over its stdin/stdout, every read under a timeout."""
-
-    def __init__(self, side: Side, *, timeout: float = DEFAULT_TIMEOUT, cwd: str | None = None) -> None:
-        self.side = side
-        self.timeout = timeout
-        self.stderr = tempfile.TemporaryFile()
-        env = dict(os.environ)
-        env.update(dict(side.env))
-        env["PYTHONUNBUFFERED"] = "1"
-        try:
-            self.proc = subprocess.Popen([side.python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=self.stderr, env=env, cwd=cwd, start_new_session=True)
-        except OSError as err:
-            self.stderr.close()
-            raise WorkerError(f"{side.name} python {side.python!r} cannot be started ({err.strerror or err})") \
-                from None
-        self.buffer = b""
-
-    def _stderr_tail(self) -> str:
-        try:
-            self.stderr.seek(0)
-            lines = [line.strip() for line in self.stderr.read().decode("utf-8", "replace").splitlines()]
-        except (OSError, ValueError):
-            return ""
-        lines = [line for line in lines if line]
-        return lines[-1][:300] if lines else ""
-
-    def _fail(self, what: str) -> WorkerError:
-        self.kill()
-        tail = self._stderr_tail()
-        return WorkerError(f"{self.side.name} worker ({self.side.python}) {what}" + (f"; its last words: {tail}"
-                                                                                   if tail else ""))
-
-    def _readline(self, timeout: float, op: str) -> bytes:
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise self._fail(f"did not answer {op!r} within {timeout:g} s (hung?); it was killed")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                code = self.proc.wait(timeout=10)
-                raise self._fail(f"exited with code {code} during {op!r}")
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line
-
-    def request(self, msg: dict, timeout: float | None = None) -> dict:
-        """Send one request, return its reply (a dict with "ok"); WorkerError if the worker fails us."""
-        op = msg.get("op", "?")
-        if self.proc.stdin.closed:
-            raise WorkerError(f"{self.side.name} worker ({self.side.python}) was closed before {op!r}")
-        try:
-            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            code = self.proc.poll()
-            raise self._fail(f"exited with code {code} before {op!r}") from None
-        line = self._readline(self.timeout if timeout is None else timeout, op)
-        try:
-            reply = json.loads(line)
-        except ValueError:
-            reply = None
-        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
-            text = line.decode("utf-8", "replace")[:80]
-            raise self._fail(f"answered {op!r} with something that is not a protocol reply: {text!r}")
-        return reply
-
-    def kill(self) -> None:
-        """Kill the worker and anything it started (it leads its own process group)."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError, AttributeError):
-                self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def close(self) -> None:
-        """Ask the worker to quit; kill it if it does not within a few seconds."""
-        if self.proc.poll() is None:
-            try:
-                self.request({"op": "quit"}, timeout=5)
-                self.proc.wait(timeout=5)
-            except (WorkerError, subprocess.TimeoutExpired):
-                pass
-        self.kill()
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
-        self.stderr.close()
 
 
 @dataclass(frozen=True)
@@ -182,8 +72,6 @@ class ABSettings:
     timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
-        from ..core.values import check_int
-
         check_int("pairs", self.pairs, 2)
         check_int("processes", self.processes, 1)
         if self.processes > self.pairs:
@@ -212,6 +100,8 @@ class PointRun:
     new_error: str = ""
     skipped: str = ""
     load: Load | None = None
+    backends: dict[str, list[str]] = field(default_factory=dict)  # side name -> Result.backend per check
+    unjudged: str = ""  # why only NaN/Inf were checked
 
     @property
     def ok(self) -> bool:
@@ -225,61 +115,8 @@ class PointRun:
     def to_json(self) -> dict:
         return {"point": self.point.as_dict(), "number": self.number, "base_s": self.base_s, "new_s": self.new_s,
                 "order": self.order, "batch": self.batch, "base_error": self.base_error, "new_error": self.new_error,
-                "skipped": self.skipped, "load": self.load.to_json() if self.load else None}
-
-
-@dataclass
-class ABResult:
-    """What `run_ab` found. It fails (`failed`) on a regression or on a point that failed in NEW."""
-
-    base: dict  # the workers' hello replies: versions, executable, pid, injected slowdown
-    new: dict
-    settings: ABSettings
-    threshold: float
-    alpha: float
-    threads: int
-    runs: list[PointRun]
-    verdicts: list[PointComparison]
-    seconds: float  # wall time of the whole comparison
-
-    @property
-    def points(self) -> dict[str, Point]:
-        return {r.point.key: r.point for r in self.runs}
-
-    @property
-    def regressions(self) -> list[PointComparison]:
-        return [v for v in self.verdicts if v.regression]
-
-    @property
-    def broken(self) -> list[PointRun]:
-        """Points that failed in NEW (whatever BASE did)."""
-        return [r for r in self.runs if r.new_error]
-
-    @property
-    def base_broken(self) -> list[PointRun]:
-        """Points that failed in BASE only: not compared, not NEW's fault."""
-        return [r for r in self.runs if r.base_error and not r.new_error]
-
-    @property
-    def skipped(self) -> list[PointRun]:
-        return [r for r in self.runs if r.skipped]
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.regressions or self.broken)
-
-    @property
-    def load(self) -> Load | None:
-        return summarise([r.load for r in self.runs if r.load is not None])
-
-    def counts(self) -> dict[str, int]:
-        return {s: sum(v.verdict == s for v in self.verdicts) for s in ("faster", "slower", "no change")}
-
-    def to_json(self) -> dict:
-        return {"kind": "lstm-bench-ab", "version": 1, "base": self.base, "new": self.new,
-                "settings": self.settings.__dict__, "threshold": self.threshold, "alpha": self.alpha,
-                "threads": self.threads, "seconds": self.seconds, "runs": [r.to_json() for r in self.runs],
-                "verdicts": [v.to_dict() for v in self.verdicts]}
+                "skipped": self.skipped, "load": self.load.to_json() if self.load else None,
+                "backends": self.backends, "unjudged": self.unjudged}
 
 
 class ABObserver:
@@ -300,83 +137,98 @@ def exclusion_reason(point: Point) -> str | None:
     return device_missing_reason(point) or excluded_reason(point)
 
 
-def _hello(worker: WorkerProcess) -> dict:
-    reply = worker.request({"op": "hello"}, timeout=min(worker.timeout, HELLO_TIMEOUT))
-    if not reply["ok"]:
-        raise worker._fail(f"cannot run the comparison: {reply.get('error')}")
-    return {k: v for k, v in reply.items() if k != "ok"}
-
-
 def _split(total: int, parts: int) -> list[int]:
     """`total` rounds over `parts` generations, as evenly as possible: 10 over 4 -> [3, 3, 2, 2]."""
     return [total // parts + (i < total % parts) for i in range(parts)]
 
 
+@dataclass
+class _Job:
+    """What `run_ab` shares with its steps."""
+
+    base: Side
+    new: Side
+    settings: ABSettings
+    threads: int
+    specs: dict[str, str]
+    rng: random.Random
+    folder: Path
+    cases: dict[str, ab_checks.PointCases] = field(default_factory=dict)
+
+    def side_error(self, run: PointRun, name: str, error: str) -> None:
+        if name == self.base.name:
+            run.base_error = run.base_error or error
+        else:
+            run.new_error = run.new_error or error
+
+
 def run_ab(base: Side, new: Side, points: Sequence[Point], *, specs: dict[str, str] | None = None,
            settings: ABSettings = ABSettings(), threshold: float = 0.05, alpha: float = 0.05,
-           observer: ABObserver | None = None, cwd: str | None = None) -> ABResult:
-    """Time every point on both sides alternately (module docstring) and judge NEW against BASE.
+           observer: ABObserver | None = None, cwd: str | None = None) -> SpeedVerdict:
+    """Time every point on both sides alternately, judging both sides' results (module docstring), and
+    judge NEW's speed against BASE's: the one verdict type of a speed comparison.
 
     `specs` maps an implementation name to the `module:function` each worker loads it
     from (a user's kernel); other names must be registered in the workers' lstm-bench.
     WorkerError (one line, naming the side) when a worker cannot start, dies, prints
     something that is not a reply, or does not answer within `settings.timeout` seconds.
+    Ctrl-C (KeyboardInterrupt) ends the timing: the verdict covers what finished
+    (`interrupted` set).
     """
-    from ..machine.timing import default_threads
-
     observer = observer or ABObserver()
-    specs = specs or {}
     threads = settings.threads or default_threads()
-    rng = random.Random(settings.seed)
     t0 = time.perf_counter()
     runs = [PointRun(p, skipped=exclusion_reason(p) or "") for p in points]
     live = [r for r in runs if not r.skipped]
     trackers = {r.point.key: LoadTracker(threads) for r in live}
-    hello: dict[str, dict] = {}
+    infos: dict[str, dict] = {}
     rounds = _split(settings.pairs, settings.processes)
     interrupted, done = True, 0
     first_round = time.perf_counter()
-    try:
-        for generation, n_rounds in enumerate(rounds):
-            workers = _start(base, new, settings, cwd, rng)
-            try:
-                for name, w in workers.items():
-                    info = _hello(w)
-                    if name in hello and _identity(info) != _identity(hello[name]):
-                        raise w._fail(f"changed between processes: {_identity(hello[name])} then {_identity(info)}")
-                    hello.setdefault(name, info)
-                if generation == 0:
-                    observer.started(hello[base.name], hello[new.name], len(runs), len(live))
-                for i, run in enumerate(r for r in live if r.ok):
+    with tempfile.TemporaryDirectory(prefix="lstm-bench-ab-") as tmp:
+        job = _Job(base, new, settings, threads, specs or {}, random.Random(settings.seed), Path(tmp))
+        try:
+            for generation, n_rounds in enumerate(rounds):
+                workers = _start(base, new, settings, cwd, job.rng)
+                try:
+                    for name, w in workers.items():
+                        info = hello(w)
+                        if name in infos and identity(info) != identity(infos[name]):
+                            raise w._fail(f"changed between processes: {identity(infos[name])} then "
+                                          f"{identity(info)}")
+                        infos.setdefault(name, info)
                     if generation == 0:
-                        observer.setting_up(i, run.point)
-                    _setup(run, workers, base, settings, threads, specs, rng, trackers[run.point.key],
-                           first=generation == 0)
-                if generation == 0:
-                    first_round = time.perf_counter()
-                for _ in range(n_rounds):
+                        observer.started(infos[base.name], infos[new.name], len(runs), len(live))
+                    for i, run in enumerate(r for r in live if r.ok):
+                        if generation == 0:
+                            observer.setting_up(i, run.point)
+                        _setup(run, workers, job, trackers[run.point.key], first=generation == 0)
+                    if generation == 0:
+                        first_round = time.perf_counter()
+                    for _ in range(n_rounds):
+                        for run in (r for r in live if r.ok):
+                            _pair(run, workers, job, trackers[run.point.key], generation)
+                        done += 1
+                        # rounds so far, worker restarts included, extrapolated to the rounds left
+                        per_round = (time.perf_counter() - first_round) / done
+                        observer.round_done(done, settings.pairs, per_round * (settings.pairs - done))
                     for run in (r for r in live if r.ok):
-                        _pair(run, workers, base, new, rng, trackers[run.point.key], generation)
-                    done += 1
-                    # rounds so far, worker restarts included, extrapolated to the rounds left
-                    per_round = (time.perf_counter() - first_round) / done
-                    observer.round_done(done, settings.pairs, per_round * (settings.pairs - done))
-            finally:
-                for w in workers.values():
-                    w.close()
-        for run in live:
+                        _verify(run, workers, job, generation)
+                finally:
+                    for w in workers.values():
+                        w.close()
+            interrupted = False
+        except KeyboardInterrupt:
+            pass  # keep what finished: the pairs so far
+        finally:
+            observer.finished(interrupted)
+    for run in live:
+        if trackers[run.point.key].loads:
             run.load = trackers[run.point.key].result()
-        interrupted = False
-    finally:
-        observer.finished(interrupted)
-    measured = {r.point.key: (r.base_s, r.new_s, r.batch) for r in runs if r.measured}
-    verdicts = compare_pairs(measured, threshold=threshold, alpha=alpha) if measured else []
-    return ABResult(hello[base.name], hello[new.name], settings, threshold, alpha, threads, runs, verdicts,
-                    time.perf_counter() - t0)
-
-
-def _identity(info: dict) -> tuple:
-    return info.get("lstm_bench"), info.get("lstm_bench_file"), info.get("torch"), info.get("inject")
+    if not infos:  # interrupted before either worker said hello: nothing to report
+        raise KeyboardInterrupt
+    return _verdict(runs, infos[base.name], infos[new.name], settings, threshold, alpha, threads,
+                    time.perf_counter() - t0, interrupted)
 
 
 def _start(base: Side, new: Side, settings: ABSettings, cwd: str | None, rng: random.Random) \
@@ -392,61 +244,155 @@ def _start(base: Side, new: Side, settings: ABSettings, cwd: str | None, rng: ra
     return {base.name: workers[base.name], new.name: workers[new.name]}
 
 
-def _fail_side(run: PointRun, name: str, base: Side, error: str) -> None:
-    setattr(run, "base_error" if name == base.name else "new_error", error)
-
-
-def _setup(run: PointRun, workers: dict[str, WorkerProcess], base: Side, settings: ABSettings, threads: int,
-           specs: dict[str, str], rng: random.Random, tracker: LoadTracker, *, first: bool) -> None:
-    """Prepare `run`'s point in both workers (random order); the first time, choose its `number`."""
+def _setup(run: PointRun, workers: dict[str, WorkerProcess], job: _Job, tracker: LoadTracker, *,
+           first: bool) -> None:
+    """Prepare `run`'s point in both workers (random order) on the coordinator's case, judge the result of
+    each side's first timed call (`ab_checks`); the first time, choose the point's `number`."""
+    key = run.point.key
+    if key not in job.cases:  # the cases and their float64 truths: once per point
+        job.cases[key] = ab_checks.prepare(run.point, job.settings.seed, job.folder, len(job.cases))
+        run.unjudged = job.cases[key].truth.unjudged
+    cases = job.cases[key]
     lengths = run.point.sequence_lengths()  # drawn here: a worker may run an lstm-bench without them
     lengths = None if lengths is None else lengths.tolist()
     probe = LoadProbe.start()
     seconds = {}
-    for name in rng.sample(list(workers), 2):
-        reply = workers[name].request({"op": "setup", "id": run.point.key, "point": run.point.as_dict(),
-                                       "lengths": lengths,
-                                       "spec": specs.get(run.point.impl), "seed": settings.seed,
-                                       "threads": threads, "warmup": settings.warmup})
-        if reply["ok"]:
-            seconds[name] = float(reply["seconds"])
+    for name in job.rng.sample(list(workers), 2):
+        result = job.folder / f"{name}-setup.pt"
+        reply = workers[name].request({"op": "setup", "id": key, "point": run.point.as_dict(), "lengths": lengths,
+                                       "spec": job.specs.get(run.point.impl), "seed": job.settings.seed,
+                                       "threads": job.threads, "warmup": job.settings.warmup,
+                                       "case": str(cases.case_file), "result": str(result)})
+        if not reply["ok"]:
+            job.side_error(run, name, str(reply.get("error")))
+            continue
+        run.backends.setdefault(name, []).append(str(reply.get("backend") or ""))
+        why = ab_checks.wrong_reason(result, cases.truth, run.point.torch_dtype)
+        if why:
+            job.side_error(run, name, f"wrong result before the timing: {why}")
         else:
-            _fail_side(run, name, base, str(reply.get("error")))
+            seconds[name] = float(reply["seconds"])
     tracker.add(probe)
     if first and len(seconds) == 2:
         # the same number of calls a repeat on both sides, so that a repeat lasts >= min_time
-        run.number = max(1, math.ceil(settings.min_time / max(max(seconds.values()), 1e-9)))
+        run.number = max(1, math.ceil(job.settings.min_time / max(max(seconds.values()), 1e-9)))
 
 
-def _pair(run: PointRun, workers: dict[str, WorkerProcess], base: Side, new: Side, rng: random.Random,
-          tracker: LoadTracker, generation: int) -> None:
+def _pair(run: PointRun, workers: dict[str, WorkerProcess], job: _Job, tracker: LoadTracker,
+          generation: int) -> None:
     """One pair: a repeat on each side, in random order, back to back."""
-    order = rng.sample([base.name, new.name], 2)
+    order = job.rng.sample([job.base.name, job.new.name], 2)
     probe = LoadProbe.start()
     got = {}
     for name in order:
         reply = workers[name].request({"op": "time", "id": run.point.key, "number": run.number})
         if not reply["ok"]:
-            _fail_side(run, name, base, str(reply.get("error")))
+            job.side_error(run, name, str(reply.get("error")))
             break
         got[name] = float(reply["seconds"])
     tracker.add(probe)
     if len(got) == 2:
-        run.base_s.append(got[base.name])
-        run.new_s.append(got[new.name])
+        run.base_s.append(got[job.base.name])
+        run.new_s.append(got[job.new.name])
         run.order.append("".join(n[0] for n in order))
         run.batch.append(generation)
 
 
-def underpowered(result: ABResult) -> str:
+def _verify(run: PointRun, workers: dict[str, WorkerProcess], job: _Job, generation: int) -> None:
+    """After a generation's pairs: judge each side's last timed output, and one call on the check case."""
+    cases = job.cases[run.point.key]
+    for name, w in workers.items():
+        last, check = job.folder / f"{name}-last.pt", job.folder / f"{name}-check.pt"
+        reply = w.request({"op": "verify", "id": run.point.key, "result": str(last),
+                           "check_case": str(cases.check_file), "check_result": str(check)})
+        if not reply["ok"]:
+            job.side_error(run, name, f"after the timing: {reply.get('error')}")
+            continue
+        run.backends.setdefault(name, []).append(str(reply.get("check_backend") or ""))
+        why = ab_checks.wrong_reason(last, cases.truth, run.point.torch_dtype)
+        if why:
+            calls = run.number * run.batch.count(generation)
+            job.side_error(run, name, f"wrong result after {calls} timed calls (the last one's output): {why}")
+            continue
+        why = ab_checks.wrong_reason(check, cases.check_truth, run.point.torch_dtype)
+        if why:
+            job.side_error(run, name, f"wrong result after the timing on a case of new numbers in the same tensors "
+                                      f"(a cached or stale result?): {why}")
+
+
+def describe_side(name: str, info: dict) -> str:
+    """One line: a side's executable, Python, lstm-bench (and where from), torch, injected slowdown."""
+    inject = info.get("inject") or 0
+    return (f"{name}: {info.get('executable')} (Python {info.get('python')}), lstm-bench {info.get('lstm_bench')} "
+            f"from {info.get('lstm_bench_file')}, torch {info.get('torch')}"
+            + (f", injected slowdown {100 * inject:g}%" if inject else ""))
+
+
+def _backend_notes(run: PointRun, base: str, new: str) -> tuple[str, str, list[str]]:
+    """(BASE's backends, NEW's backends, notes when they differ between the sides or between processes)."""
+    seen = {name: sorted(set(run.backends.get(name, []))) for name in (base, new)}
+    notes = []
+    if seen[base] and seen[new] and seen[base] != seen[new]:
+        notes.append(f"backends differ: BASE ran {', '.join(seen[base]) or '?'}, NEW ran "
+                     f"{', '.join(seen[new]) or '?'} (the ratio compares them)")
+    for name in (base, new):
+        if len(seen[name]) > 1:
+            notes.append(f"{name} ran {len(seen[name])} backends across its worker processes "
+                         f"({', '.join(seen[name])}): the code timed was not the same in every process")
+    return ", ".join(seen[base]), ", ".join(seen[new]), notes
+
+
+def _row(run: PointRun, stats: dict, base: str, new: str) -> PointVerdict:
+    if run.point.key in stats:
+        row = row_from_stats(run.point, stats[run.point.key], load=run.load, paired=True)
+    elif run.skipped:
+        row = PointVerdict(run.point, "not compared", reason=f"skipped: {run.skipped}")
+    elif run.new_error:
+        row = PointVerdict(run.point, "failed", reason=run.new_error
+                           + (f" (BASE too: {run.base_error})" if run.base_error else ""), load=run.load)
+    elif run.base_error:
+        row = PointVerdict(run.point, "not compared", load=run.load,
+                           reason=f"wrong in BASE, or failed there (not NEW's doing): {run.base_error}")
+    else:
+        row = PointVerdict(run.point, "not compared", reason="interrupted before two pairs", load=run.load)
+    row.backend_base, row.backend_new, notes = _backend_notes(run, base, new)
+    row.notes += notes + ([run.unjudged] if run.unjudged else [])
+    return row
+
+
+def _verdict(runs: list[PointRun], base: dict, new: dict, settings: ABSettings, threshold: float, alpha: float,
+             threads: int, seconds: float, interrupted: bool) -> SpeedVerdict:
+    measured = {r.point.key: (r.base_s, r.new_s, r.batch) for r in runs if r.measured}
+    stats = {v.key: v for v in compare_pairs(measured, threshold=threshold, alpha=alpha)} if measured else {}
+    rows = [_row(r, stats, "BASE", "NEW") for r in runs]
+    sides = [describe_side("BASE", base), describe_side("NEW ", new)]
+    if identity(base) == identity(new):
+        sides.append("  (both sides run the same lstm-bench and torch: an A/A comparison)")
+    pairs = max((len(r.base_s) for r in runs), default=0)
+    sides.append(f"forward+backward time per call; {pairs if interrupted else settings.pairs} pairs a point over "
+                 f"{settings.processes} worker generation(s), {threads} thread(s), repeats of >= "
+                 f"{settings.min_time:g} s; each side's results judged before and after the timing (tolerance "
+                 f"policy of `check`)")
+    verdict = SpeedVerdict("ab", "forward_backward", threshold, alpha, "holm", "pairs", rows, sides,
+                           interrupted=interrupted,
+                           per_batch=settings.pairs / settings.processes if settings.processes > 1 else 0.0,
+                           details={"base": base, "new": new, "settings": settings.__dict__, "threads": threads,
+                                    "seconds": seconds, "runs": [r.to_json() for r in runs]})
+    why = underpowered(verdict)
+    if why:
+        verdict.warnings.append(why)
+    return verdict
+
+
+def underpowered(verdict: SpeedVerdict) -> str:
     """Why no point can be judged significant with this many pairs (signed-rank test, one generation), or ""."""
-    k = len(result.verdicts)
-    paired = [v for v in result.verdicts if v.method == "pairs"]  # the batch t-test has no floor on p
+    k = len(verdict.verdicts)
+    paired = [v for v in verdict.verdicts if v.method == "pairs"]  # the batch t-test has no floor on p
     if not paired:
         return ""
     n = min(v.n for v in paired)
-    if min_p_signed_rank(n) * k >= result.alpha:
-        return (f"with {n} pairs and {k} points no point can be judged significant at alpha={result.alpha} "
+    if min_p_signed_rank(n) * k >= verdict.alpha:
+        return (f"with {n} pairs and {k} points no point can be judged significant at alpha={verdict.alpha} "
                 f"(smallest p 2/2^{n}, times {k} for Holm); use more --pairs")
     return ""
 
@@ -462,5 +408,6 @@ def parse_env(items: Sequence[str] | None, flag: str) -> tuple[tuple[str, str], 
     return tuple(out)
 
 
-__all__ = ["ABObserver", "ABResult", "ABSettings", "PointRun", "Side", "WorkerError", "WorkerProcess", "run_ab",
-           "exclusion_reason", "underpowered", "parse_env", "WORKER", "DEFAULT_PAIRS"]
+__all__ = ["ABObserver", "ABSettings", "PointRun", "Side", "WorkerError", "WorkerProcess", "run_ab",
+           "exclusion_reason", "underpowered", "parse_env", "describe_side", "WORKER", "DEFAULT_PAIRS",
+           "DEFAULT_TIMEOUT"]

@@ -15,11 +15,23 @@ stdout is moved to stderr at start and the protocol keeps a private copy of the 
     {"op": "hello"}                           -> versions, pid, injected slowdown
     {"op": "setup", "id": "k", "point": {impl, T, B, I, H, device, dtype, num_layers, bidirectional,
      proj_size, lengths}, "lengths": [L_b, ...] | null, "spec": "module:function" | null, "seed": 0,
-     "threads": 2, "warmup": 1}
-                                              -> {"seconds": one timed call, "halves": bool}
+     "threads": 2, "warmup": 1, "case": FILE | null, "result": FILE | null}
+                                              -> {"seconds": one timed call, "halves": bool, "backend": str}
     {"op": "time", "id": "k", "number": n}    -> {"seconds": mean seconds per call of n calls}
+    {"op": "verify", "id": "k", "result": FILE, "check_case": FILE, "check_result": FILE}
+                                              -> {"backend": str}
     {"op": "drop", "id": "k"}                 -> frees the point's case
     {"op": "quit"}                            -> exits
+
+The accuracy gate's half here (protocol 2; the judging is the coordinator's, under its own
+tolerance policy, `lstm_bench.comparison.ab_checks`): "case" names a file of the point's
+tensors (torch.save of {name: tensor}, the coordinator's `make_case`), copied into the
+worker's own case in place, so that both sides compute on the very same numbers whatever
+their versions; "result" is where the result of setup's timed call goes (torch.save of
+`Result.tensors()`). `verify`, after the timing, saves the output of the LAST timed call,
+then copies "check_case"'s numbers into the same case tensors (same storage, same shapes:
+a kernel that caches its result, by pointer, by shape or not keyed at all, returns a stale
+one), calls once more and saves that result too.
 
 $LSTM_BENCH_INJECT_SLOWDOWN (a fraction, e.g. 0.05) makes every timed call busy-wait
 that fraction of its own duration: a known slowdown of the very same code, for
@@ -37,7 +49,7 @@ import platform
 import sys
 import time
 
-PROTOCOL = 1
+PROTOCOL = 2
 INJECT_ENV = "LSTM_BENCH_INJECT_SLOWDOWN"
 
 
@@ -66,33 +78,61 @@ def _slowed(call, fraction: float):
     return run
 
 
-def time_calls(call, device: str, number: int) -> float:
-    """Mean seconds per call of `number` calls: one repeat of the timing loop.
+def time_calls(call, device: str, number: int):
+    """(mean seconds per call of `number` calls, the last call's output): one repeat of the timing loop.
 
     The same rule as `lstm_bench.machine.timing.time_fn`: garbage collector off inside the timed
     region; on CUDA a synchronisation first and CUDA events around the calls (so that
-    asynchronous launches are not mistaken for work done); `perf_counter` on the CPU."""
+    asynchronous launches are not mistaken for work done); `perf_counter` on the CPU. The last
+    output is kept for the accuracy gate (`verify`): both sides keep one, alike."""
     import torch
 
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    out = None
     try:
         if device == "cuda":
             torch.cuda.synchronize()
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             for _ in range(number):
-                call()
+                out = call()
             end.record()
             end.synchronize()
-            return start.elapsed_time(end) / 1e3 / number
+            return start.elapsed_time(end) / 1e3 / number, out
         t0 = time.perf_counter()
         for _ in range(number):
-            call()
-        return (time.perf_counter() - t0) / number
+            out = call()
+        return (time.perf_counter() - t0) / number, out
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _fill(case, path: str) -> None:
+    """Copy the tensors saved in `path` into `case`'s own tensors, in place. Names and shapes follow
+    the coordinator's version; lstm-bench 0.1 names single-layer weights without "_l0" and keeps
+    states as (B, H) where later versions have (1, B, H): same numbers, reshaped."""
+    import torch
+
+    saved = torch.load(path)
+    with torch.no_grad():
+        for name, t in case.tensors().items():
+            src = saved.get(name, saved.get(name + "_l0"))
+            if src is None or src.numel() != t.numel():
+                raise ValueError(f"the coordinator's case has no tensor {name!r} of {t.numel()} elements")
+            t.copy_(src.reshape(t.shape))
+
+
+def _save_result(out, path: str) -> str:
+    """torch.save `out.tensors()` (CPU copies) to `path`; return `out.backend`."""
+    import torch
+
+    tensors = getattr(out, "tensors", None)
+    if not callable(tensors):
+        raise ValueError(f"the kernel returned {type(out).__name__}, not an lstm_bench Result")
+    torch.save({k: v.detach().cpu().clone() for k, v in tensors().items()}, path)
+    return str(getattr(out, "backend", "") or "")
 
 
 def _load_user_impl(spec: str):
@@ -133,6 +173,7 @@ class Worker:
         self.points: dict[str, tuple] = {}
         self.fraction = _injected()
         self.loaded: dict[str, str] = {}  # spec -> registered name: a user's file is run once, not per point
+        self.last: dict[str, object] = {}  # point id -> the output of its last timed call
 
     def hello(self, req: dict) -> dict:
         import torch
@@ -168,6 +209,8 @@ class Worker:
             config["lengths"] = torch.tensor(req["lengths"], dtype=torch.int64)
         case = lstm_bench.make_case(p["T"], p["B"], p["I"], p["H"], dtype=dtype, device=device,
                                     seed=int(req.get("seed", 0)), **config)
+        if req.get("case"):
+            _fill(case, req["case"])
         try:
             forward, backward = impl.split()
             halves = True
@@ -189,15 +232,27 @@ class Worker:
         call = _slowed(call, self.fraction)
         for _ in range(int(req.get("warmup", 1))):
             call()
-        self.points[req["id"]] = (call, device)
-        return {"seconds": time_calls(call, device, 1), "halves": halves}
+        self.points[req["id"]] = (call, device, case)
+        seconds, out = time_calls(call, device, 1)
+        backend = _save_result(out, req["result"]) if req.get("result") else str(getattr(out, "backend", "") or "")
+        self.last[req["id"]] = out
+        return {"seconds": seconds, "halves": halves, "backend": backend}
 
     def time(self, req: dict) -> dict:
-        call, device = self.points[req["id"]]
-        return {"seconds": time_calls(call, device, int(req.get("number", 1)))}
+        call, device, _ = self.points[req["id"]]
+        seconds, self.last[req["id"]] = time_calls(call, device, int(req.get("number", 1)))
+        return {"seconds": seconds}
+
+    def verify(self, req: dict) -> dict:
+        call, device, case = self.points[req["id"]]
+        backend = _save_result(self.last.pop(req["id"]), req["result"])
+        _fill(case, req["check_case"])
+        _, out = time_calls(call, device, 1)
+        return {"backend": backend, "check_backend": _save_result(out, req["check_result"])}
 
     def drop(self, req: dict) -> dict:
         self.points.pop(req["id"], None)
+        self.last.pop(req["id"], None)
         gc.collect()
         return {}
 
@@ -215,7 +270,8 @@ def main() -> int:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     sys.path.insert(0, os.getcwd())
     worker = Worker()
-    ops = {"hello": worker.hello, "setup": worker.setup, "time": worker.time, "drop": worker.drop}
+    ops = {"hello": worker.hello, "setup": worker.setup, "time": worker.time, "verify": worker.verify,
+           "drop": worker.drop}
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -6,20 +6,23 @@ measured on both sides with `lstm_bench.comparison.stats.compare_run_samples`. T
 test is the run, since a run's repeats share its stretch of load: with two or more
 runs a side, Welch's t on the logs of the run medians; with one run on a side only its
 repeats are left, a test whose p-values are too small on a noisy machine (said in
-`notes`). It returns a `Comparison`: the verdicts, the points measured in BASE but
-missing from NEW (a failure unless allowed), the points that broke in NEW, whether the
-runs were taken under load, and what about the two environments is worth saying. The
-command only prints it. For a verdict that stays calibrated under load, time both
+`notes`). It returns the one verdict type of a speed comparison (`verdict.SpeedVerdict`),
+a row per point: the test's outcome (regression, slower, faster, no change, or
+inconclusive when the noise hid a slowdown of the threshold's size), a point that broke
+in NEW or that BASE measured and NEW lacks (failed, unless allowed), and points measured
+under load on either side made inconclusive (separate runs do not share their load);
+points whose backend (`Result.backend`, recorded per point) changed between the sides are
+noted. The command only prints it. For a verdict that stays calibrated under load, time both
 sides interleaved in one job: `lstm-bench ab` (`lstm_bench.comparison.ab`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..bench.grid import Point
+from ..bench.records import PointRecord
 from ..bench.results import ResultsError, ResultsFile, load_many, same_json
 from ..machine.load import Load, summarise
-from .stats import PointComparison, compare_run_samples, min_p
+from .stats import compare_run_samples, min_p
+from .verdict import PointVerdict, SpeedVerdict, row_from_stats
 
 METRICS = ("forward_backward", "forward")
 
@@ -82,57 +85,37 @@ def _statuses(runs: list[ResultsFile]) -> dict[str, str]:
     return out
 
 
-def _loads(runs: list[ResultsFile]) -> list[Load]:
-    return [r.measurement.load for run in runs for r in run.ok() if r.measurement.load is not None]
+def _latest(runs: list[ResultsFile]) -> dict[str, PointRecord]:
+    """Point key -> its most telling record over the runs (ok wins over failed over skipped)."""
+    rank = {"ok": 2, "failed": 1, "skipped": 0}
+    out: dict[str, PointRecord] = {}
+    for run in runs:
+        for key, rec in run.by_key().items():
+            if key not in out or rank[rec.status] > rank[out[key].status]:
+                out[key] = rec
+    return out
 
 
-@dataclass
-class Comparison:
-    """What `compare_runs` found. A comparison fails (`failed`) on a regression, a point broken in NEW,
-    or a point measured in BASE that NEW lacks (unless `allow_missing`)."""
-
-    metric: str
-    threshold: float
-    alpha: float
-    correction: str
-    base_runs: int
-    new_runs: int
-    verdicts: list[PointComparison]
-    points: dict[str, Point]
-    missing: list[str] = field(default_factory=list)  # measured on one side only (not skipped on both)
-    broken: list[str] = field(default_factory=list)  # ok in BASE, failed in NEW (or failed in every NEW run)
-    missing_in_new: list[str] = field(default_factory=list)  # recorded in BASE (ok or failed), no result in NEW
-    allow_missing: bool = False
-    problems: list[str] = field(default_factory=list)  # environment differences, compared anyway (forced)
-    notes: list[str] = field(default_factory=list)
-    underpowered: str = ""  # why no point can reach significance, if so
-    load: Load | None = None  # over both sides' points; None for files without load records
-    new_failed: list[str] = field(default_factory=list)  # every point NEW failed (whatever BASE did)
-    base_ok: list[str] = field(default_factory=list)  # every point BASE measured
-
-    @property
-    def regressions(self) -> list[PointComparison]:
-        return [v for v in self.verdicts if v.regression]
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.regressions or self.broken or (self.missing_in_new and not self.allow_missing))
-
-    @property
-    def under_load(self) -> bool:
-        return self.load is not None and self.load.under_load
-
-    def counts(self) -> dict[str, int]:
-        return {s: sum(v.verdict == s for v in self.verdicts) for s in ("faster", "slower", "no change")}
+def _per_point(runs: list[ResultsFile]) -> tuple[dict[str, list[Load]], dict[str, set[str]]]:
+    """Per point key, the loads and the backends of its ok records over the runs."""
+    loads: dict[str, list[Load]] = {}
+    backends: dict[str, set[str]] = {}
+    for run in runs:
+        for rec in run.ok():
+            if rec.measurement.load is not None:
+                loads.setdefault(rec.key, []).append(rec.measurement.load)
+            if rec.measurement.backend:
+                backends.setdefault(rec.key, set()).add(rec.measurement.backend)
+    return loads, backends
 
 
 def compare_runs(base: list[ResultsFile], new: list[ResultsFile], *, metric: str = "forward_backward",
                  threshold: float = 0.05, alpha: float = 0.05, correction: str = "holm",
-                 force: bool = False, allow_missing: bool = False) -> Comparison:
+                 force: bool = False, allow_missing: bool = False) -> SpeedVerdict:
     """Judge NEW against BASE at every point measured in both (module docstring).
 
-    A point recorded in BASE (ok or failed) that NEW has no result for is `missing_in_new`,
-    a failure unless `allow_missing`; a point ok in BASE that failed in NEW is `broken`.
+    A point recorded in BASE (ok or failed) that NEW has no result for fails ("measured in BASE,
+    missing in NEW") unless `allow_missing` (then "not compared"); a point NEW failed at fails.
     ResultsError when the two sides were recorded in incomparable environments (unless
     `force`), or when the files share no point at all.
     """
@@ -146,26 +129,43 @@ def compare_runs(base: list[ResultsFile], new: list[ResultsFile], *, metric: str
     b_samples, points = run_samples(base, metric)
     n_samples, n_points = run_samples(new, metric)
     pairs = {k: (b_samples[k], n_samples[k]) for k in b_samples if k in n_samples}
-    base_status, new_status = _statuses(base), _statuses(new)
-    broken = sorted(k for k, st in base_status.items() if st == "ok" and new_status.get(k) == "failed")
-    missing_in_new = sorted(k for k, st in base_status.items() if st != "skipped"
-                            and new_status.get(k, "skipped") == "skipped")
-    new_failed = sorted(k for k, st in new_status.items() if st == "failed")
-    if not pairs and not broken and not missing_in_new and not new_failed:
+    b_rec, n_rec = _latest(base), _latest(new)
+    points.update({k: r.point for k, r in {**n_rec, **b_rec}.items() if k not in points})
+    if not pairs and not any(r.status == "failed" for r in n_rec.values()) \
+            and not any(r.status != "skipped" and k not in n_rec for k, r in b_rec.items()):
         raise ResultsError(f"no point has {metric} times on both sides")
-    seen: dict[str, set[str]] = {}
-    for statuses in (base_status, new_status):
-        for key, status in statuses.items():
-            seen.setdefault(key, set()).add(status)
-    missing = sorted(k for k, st in seen.items() if k not in pairs and st != {"skipped"})
-    for k in new_failed:  # NEW failed everywhere it ran: broken, even where BASE failed too
-        if k not in broken and k not in pairs:
-            broken.append(k)
-    broken.sort()
     verdicts = compare_run_samples(pairs, threshold=threshold, alpha=alpha, correction=correction) if pairs else []
-    points.update({k: v for k, v in n_points.items() if k not in points})
+    b_loads, b_backends = _per_point(base)
+    n_loads, n_backends = _per_point(new)
+    rows: list[PointVerdict] = []
+    for v in verdicts:
+        row = row_from_stats(points[v.key], v, load=summarise(b_loads.get(v.key, []) + n_loads.get(v.key, [])),
+                             paired=False)
+        row.backend_base = ", ".join(sorted(b_backends.get(v.key, ())))
+        row.backend_new = ", ".join(sorted(n_backends.get(v.key, ())))
+        if row.backend_base and row.backend_new and row.backend_base != row.backend_new:
+            row.notes.append(f"backend changed: {row.backend_base} in BASE, {row.backend_new} in NEW "
+                             f"(another route or library ran: the ratio compares them)")
+        rows.append(row)
+    for key in sorted(set(b_rec) | set(n_rec)):
+        if key in pairs:
+            continue
+        b, n = b_rec.get(key), n_rec.get(key)
+        b_status, n_status = (b.status if b else "absent"), (n.status if n else "absent")
+        if b_status in ("skipped", "absent") and n_status in ("skipped", "absent"):
+            continue  # skipped on both sides: nothing to compare, nothing missing
+        if n_status == "failed":
+            was = "BASE measured it" if b_status == "ok" else "not measured in BASE either"
+            rows.append(PointVerdict(points[key], "failed", reason=f"{n.error} ({was})"))
+        elif b_status != "skipped" and b_status != "absent" and n_status in ("skipped", "absent"):
+            was = "BASE measured it" if b_status == "ok" else "BASE recorded it"
+            rows.append(PointVerdict(points[key], "not compared", reason=f"missing in NEW ({was}; allowed)")
+                        if allow_missing else PointVerdict(points[key], "failed", reason=f"missing ({was})"))
+        else:
+            why = "failed in BASE" if b_status == "failed" else "not in BASE"
+            rows.append(PointVerdict(points[key], "not compared", reason=why))
 
-    underpowered = ""
+    warnings = [problem + " (compared anyway: --force)" for problem in problems]
     repeats = [v for v in verdicts if v.method == "repeats"]
     if repeats:
         notes.append(f"{len(repeats)} point(s) have one run on a side: judged on the repeats of single runs, whose "
@@ -175,9 +175,13 @@ def compare_runs(base: list[ResultsFile], new: list[ResultsFile], *, metric: str
         m = min(len(pairs[v.key][1][0]) for v in repeats)
         k = len(pairs) if correction == "holm" else 1
         if min_p(n, m) * k >= alpha:
-            underpowered = (f"with {n} vs {m} repeats and {len(pairs)} points, no point can be judged significant "
+            warnings.append(f"with {n} vs {m} repeats and {len(pairs)} points, no point can be judged significant "
                             f"at alpha={alpha} ({correction} correction); record more --repeats or more runs")
-    return Comparison(metric, threshold, alpha, correction, len(base), len(new), verdicts, points,
-                      missing, broken, missing_in_new, allow_missing, problems, notes, underpowered,
-                      summarise(_loads(base) + _loads(new)), new_failed,
-                      sorted(k for k, st in base_status.items() if st == "ok"))
+    pooled = f" ({len(base)} vs {len(new)} runs)" if len(base) + len(new) > 2 else ""
+    sides = [f"{metric.replace('_', '+')} time, NEW {_paths(new)} / BASE {_paths(base)}{pooled}"]
+    return SpeedVerdict("compare", metric, threshold, alpha, correction, "runs a side", rows, sides, notes, warnings,
+                        details={"base_runs": [str(r.path) for r in base], "new_runs": [str(r.path) for r in new]})
+
+
+def _paths(runs: list[ResultsFile]) -> str:
+    return str(runs[0].path) if len(runs) == 1 else f"{runs[0].path} and {len(runs) - 1} more"

@@ -42,6 +42,14 @@ Verdict: "slower" / "faster" when the adjusted p < alpha (direction from the rat
 "no change". A point is a *regression* when it is "slower" AND its estimated ratio is
 above 1 + threshold: significant and large enough to matter.
 
+Outcome (`PointComparison.outcome`, nvbench_compare's SAME / FAST / SLOW / AMBIGUOUS):
+"regression" (slower, above the threshold), "slower" (significant, within it), "faster",
+"no change" -- only when the test could have seen a slowdown of the threshold's size:
+`detectable` <= threshold (for the uncalibrated repeats test, which has no `detectable`,
+the CI's upper end <= 1 + threshold) -- and otherwise "inconclusive": not significant, but
+the noise measured would have hidden a slowdown of the threshold's size. `more_for_target`
+then says how many more pairs, runs a side or repeats would make that size detectable.
+
 Sensitivity (`detectable`): the smallest slowdown the test would flag with 80 % power at
 the noise measured, at the Bonferroni level a = alpha / k (Holm's first step, so an upper
 bound): for batches and runs ln(1 + e) = (t_{1-a/2, df} + t_{0.8, df}) * SE, SE the
@@ -66,7 +74,8 @@ from ..bench.spread import samples_array as _samples
 BOOTSTRAP = 4000
 EXACT_MAX = 50
 POWER = 0.80  # of the `detectable` figure
-TARGET = 0.05  # the slowdown `more_for_target` aims to make detectable
+TARGET = 0.05  # the slowdown `more_for_target` aims to make detectable when the threshold is 0
+OUTCOMES = ("regression", "slower", "faster", "no change", "inconclusive")
 
 
 def _positive(name: str, x) -> np.ndarray:
@@ -240,8 +249,10 @@ class PointComparison:
 
     detectable       smallest slowdown (fraction) this test flags with 80 % power at the
                      noise it measured (inf: cannot reach significance with this n)
-    more_for_target  how many more pairs (pairs), runs a side (runs) or repeats (repeats)
-                     would make a 5 % slowdown detectable; 0 when it already is
+    more_for_target  how many more pairs (pairs, batches), runs a side (runs) would make a
+                     slowdown of `target` (the threshold; 5 % for a threshold of 0)
+                     detectable; 0 when it already is (or unknown: repeats)
+    outcome          one of OUTCOMES (module docstring)
     spread_base/new  IQR / median of each side's repeats (the largest over its runs)
     """
 
@@ -261,6 +272,8 @@ class PointComparison:
     more_for_target: int = 0
     spread_base: float = math.nan
     spread_new: float = math.nan
+    outcome: str = ""
+    target: float = TARGET
 
     @property
     def noisy(self) -> bool:
@@ -286,7 +299,7 @@ class _Row:
     n: int
     spread_base: float
     spread_new: float
-    sensitivity: Callable[[float], tuple[float, int]] = field(repr=False)  # level -> (detectable, more)
+    sensitivity: Callable[[float, float], tuple[float, int]] = field(repr=False)  # level, target -> (detectable, more)
 
 
 def _check_options(threshold: float, alpha: float, correction: str) -> None:
@@ -298,16 +311,28 @@ def _check_options(threshold: float, alpha: float, correction: str) -> None:
         raise ValueError(f"correction must be 'holm' or 'none', got {correction!r}")
 
 
+def outcome(verdict: str, regression: bool, detectable: float, ci_high: float, target: float) -> str:
+    """One of OUTCOMES (module docstring): "no change" only when a slowdown of `target` was visible."""
+    if regression:
+        return "regression"
+    if verdict != "no change":
+        return verdict
+    seen = detectable <= target if not math.isnan(detectable) else ci_high <= 1 + target
+    return "no change" if seen else "inconclusive"
+
+
 def _judge(rows: list[_Row], threshold: float, alpha: float, correction: str) -> list[PointComparison]:
     adjusted = holm([r.p for r in rows]) if correction == "holm" else [r.p for r in rows]
     level = alpha / len(rows) if correction == "holm" and rows else alpha
+    target = threshold if threshold > 0 else TARGET  # no test can see a slowdown of 0
     out = []
     for r, p_adj in zip(rows, adjusted):
         verdict = ("slower" if r.ratio > 1 else "faster") if p_adj < alpha else "no change"
-        detectable, more = r.sensitivity(level)
+        regression = verdict == "slower" and r.ratio > 1 + threshold
+        detectable, more = r.sensitivity(level, target)
         out.append(PointComparison(r.key, r.base_median, r.new_median, r.ratio, r.ci_low, r.ci_high, r.p, p_adj,
-                                   verdict, verdict == "slower" and r.ratio > 1 + threshold, r.method, r.n,
-                                   detectable, more, r.spread_base, r.spread_new))
+                                   verdict, regression, r.method, r.n, detectable, more, r.spread_base, r.spread_new,
+                                   outcome(verdict, regression, detectable, r.ci_high, target), target))
     return out
 
 
@@ -317,8 +342,9 @@ def _paired_row(key: str, base, new, level: float) -> _Row:
     lo, hi = signed_rank_ci(d, level)
     sd = robust_sd(d)
 
-    def sensitivity(test_level: float) -> tuple[float, int]:
-        return detectable_paired(sd, d.size, test_level), max(0, pairs_needed(sd, test_level) - d.size)
+    def sensitivity(test_level: float, target: float) -> tuple[float, int]:
+        return (detectable_paired(sd, d.size, test_level),
+                max(0, pairs_needed(sd, test_level, target=target) - d.size))
     return _Row(key, float(np.median(a)), float(np.median(b)), math.exp(hodges_lehmann(d)), math.exp(lo),
                 math.exp(hi), signed_rank(d), "pairs", d.size, relative_iqr(a), relative_iqr(b), sensitivity)
 
@@ -355,11 +381,11 @@ def _batches_row(key: str, a: np.ndarray, b: np.ndarray, batches: Sequence, leve
     mean, lo, hi, p, se, df = one_sample_t(m, level=level)
     per_batch = d.size / m.size
 
-    def sensitivity(test_level: float) -> tuple[float, int]:
+    def sensitivity(test_level: float, target: float) -> tuple[float, int]:
         detectable = detectable_runs(se, df, test_level)
-        if detectable <= TARGET or not math.isfinite(detectable):
+        if detectable <= target or not math.isfinite(detectable):
             return detectable, 0
-        need = math.ceil(m.size * (math.log1p(detectable) / math.log1p(TARGET)) ** 2)  # SE ~ 1/sqrt(batches)
+        need = math.ceil(m.size * (math.log1p(detectable) / math.log1p(target)) ** 2)  # SE ~ 1/sqrt(batches)
         return detectable, max(0, math.ceil((need - m.size) * per_batch))
     return _Row(key, float(np.median(a)), float(np.median(b)), math.exp(mean), math.exp(lo), math.exp(hi), p,
                 "batches", d.size, relative_iqr(a), relative_iqr(b), sensitivity)
@@ -392,12 +418,12 @@ def _runs_row(key: str, base_runs: list, new_runs: list, level: float) -> _Row:
     diff, lo, hi, p, se, df = welch_log(med_a, med_b, level=level)
     na, nb = med_a.size, med_b.size
 
-    def sensitivity(test_level: float) -> tuple[float, int]:
+    def sensitivity(test_level: float, target: float) -> tuple[float, int]:
         detectable = detectable_runs(se, df, test_level)
-        if detectable <= TARGET or not math.isfinite(detectable):
+        if detectable <= target or not math.isfinite(detectable):
             return detectable, 0
         # SE shrinks as 1/sqrt(runs a side); scale the smaller side's count
-        need = math.ceil(min(na, nb) * (math.log1p(detectable) / math.log1p(TARGET)) ** 2)
+        need = math.ceil(min(na, nb) * (math.log1p(detectable) / math.log1p(target)) ** 2)
         return detectable, max(0, need - min(na, nb))
     spread = lambda runs: max(relative_iqr(r) for r in runs)  # noqa: E731
     return _Row(key, float(np.median(med_a)), float(np.median(med_b)), math.exp(diff), math.exp(lo), math.exp(hi),
@@ -409,7 +435,7 @@ def _repeats_row(key: str, base, new, level: float) -> _Row:
     lo, hi = bootstrap_ratio_ci(a, b, level=level)
     _, p = mann_whitney_u(a, b)
 
-    def sensitivity(test_level: float) -> tuple[float, int]:
+    def sensitivity(test_level: float, target: float) -> tuple[float, int]:
         return math.nan, 0  # no calibrated figure: the repeats are not independent
     return _Row(key, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)), lo, hi, p,
                 "repeats", min(a.size, b.size), relative_iqr(a), relative_iqr(b), sensitivity)

@@ -86,19 +86,26 @@ def judge_against_reference(impl, case: Case, *, reference: str = "autograd",
     pristine = case.clone()
     ref = reference_of(pristine, reference) if truth is None else truth
     got = impl(case)
-    title = f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | {describe(case)}"
-    if ref.vendor is not None:
-        title += f" | low precision: vs {VENDOR} [{ref.vendor.backend}]'s error x {VENDOR_FACTOR:g} + eps"
-        report = vendor_relative(got, ref.vendor, ref.truth, dtype=case.dtype, title=title)
-    else:
-        floor = FLOOR
-        if case.device.type in impl.support.approximate_on:
-            floor = FAST_MATH_FLOOR
-            title += f" | approximate activations declared: floor {FAST_MATH_FLOOR:g} eps"
-        report = agreement(got, ref.truth, dtype=case.dtype, sensitivity=ref.sensitivity, title=title, floor=floor)
+    report = judge_result(got, ref, case.dtype, approximate=case.device.type in impl.support.approximate_on,
+                          title=f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | {describe(case)}")
     report.problems += [f"{impl.name} modified case.{name} in place (inputs are read-only)"
                         for name in case.modified(pristine)]
     return report
+
+
+def judge_result(got: Result, ref: Reference, dtype: torch.dtype, *, approximate: bool = False,
+                 title: str = "") -> AgreementReport:
+    """Judge a result already computed (e.g. in another process: `lstm-bench ab`) against `ref`, the
+    case's `reference_of`, under the policy: float64 agreement (with the fast-math floor when the
+    kernel declares `approximate` activations on the case's device), or the vendor-relative rule in
+    low precision."""
+    if ref.vendor is not None:
+        title += f" | low precision: vs {VENDOR} [{ref.vendor.backend}]'s error x {VENDOR_FACTOR:g} + eps"
+        return vendor_relative(got, ref.vendor, ref.truth, dtype=dtype, title=title)
+    floor = FAST_MATH_FLOOR if approximate else FLOOR
+    if approximate:
+        title += f" | approximate activations declared: floor {FAST_MATH_FLOOR:g} eps"
+    return agreement(got, ref.truth, dtype=dtype, sensitivity=ref.sensitivity, title=title, floor=floor)
 
 
 @functools.lru_cache(maxsize=256)

@@ -95,10 +95,18 @@ def render_markdown(verdict_json: dict | list) -> str:
     threshold = float(data.get("threshold") or DEFAULT_THRESHOLD)
     alpha = data.get("alpha", 0.05)
     what = "ab (interleaved A/B)" if data.get("kind") == "lstm-bench-ab" else "compare"
+    # The JSON of version 2 (`SpeedVerdict.to_json`) gives each point its outcome: it decides.
+    outcomes = {p["key"]: p for p in data.get("points") or [] if isinstance(p, dict) and "key" in p}
+    if outcomes:
+        verdicts = [dict(v) for v in verdicts]  # the caller's JSON stays as it was
+        for v in verdicts:
+            v.update(regression=outcomes.get(v["key"], {}).get("outcome") == "regression",
+                         verdict=outcomes.get(v["key"], {}).get("outcome", v.get("verdict")))
     regressions = [v for v in verdicts if v.get("regression")]
     unsure = [v for v in verdicts if inconclusive(v, threshold)]
     noisy = [v for v in verdicts if _noisy(v)]
-    failed = _failed_in_new(data)
+    failed = _failed_in_new(data) + [f"{k}: {p.get('reason', '')}" for k, p in outcomes.items()
+                                     if p.get("outcome") == "failed"]
     missing = list(data.get("missing_in_new") or [])
     bad = bool(regressions or failed)
     head = (f"**lstm-bench {what}: {len(regressions)} regression(s)" + (f", {len(failed)} failed in NEW" if failed else "")
