@@ -133,7 +133,15 @@ def test_an_unwritable_store_falls_back_to_the_fixed_rule(fresh, monkeypatch):
     monkeypatch.setattr(decisions, "path", lambda: blocker / decisions.FILE)  # its folder is a file
     B, H = PROBED[0]
     cands = routes._candidates(routes.available_routes(CPU, torch.float32))
-    assert _choose(B, H) == routes.default_route(cands, B, H)
+    default = routes.default_route(cands, B, H)
+    other = next(r for r in cands if r != default)
+    real_probe = routes.probe
+
+    def probe_picking_the_other(*args, **kwargs):  # whatever the timings say: the rule must win
+        real_probe(*args, **kwargs)
+        return other
+    monkeypatch.setattr(routes, "probe", probe_picking_the_other)
+    assert _choose(B, H) == default
     assert routes.probe_log()[-1]["kept"].startswith("not stored")
 
 

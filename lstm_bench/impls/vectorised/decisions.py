@@ -7,7 +7,9 @@ between the two sides of `lstm-bench ab`, or between two asv runs, that is not i
 compared. So a decision is made once per machine and shape and kept in
 `<cache_dir()>/vectorised-routes.json` (`lstm_bench.machine.environment.cache_dir()`), keyed by
 
-    machine identity  "<cpu_name> | torch <version> | <threads> threads | rule <RULE_VERSION>"
+    machine identity  "<host> | <cpu_name> | torch <version> | <threads> threads | rule <RULE_VERSION>"
+                      (the host too, as for the matmul peak: VMs that share a home folder may
+                      report the same CPU name, "AMD EPYC" here, on different hardware)
     shape             "<device> <dtype> B=<B> H=<H>"
     candidates        the routes that could run (a compiler or oneDNN gained or lost: probed anew)
 
@@ -23,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -41,7 +44,8 @@ def path() -> Path:
 
 def machine_identity() -> str:
     """What a decision holds for: this CPU, this torch, this thread count, this rule."""
-    return f"{cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | rule {RULE_VERSION}"
+    return (f"{socket.gethostname()} | {cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+            f" | rule {RULE_VERSION}")
 
 
 def key(device: torch.device, dtype: torch.dtype, B: int, H: int, candidates: list[tuple[str, str]]) -> str:
