@@ -112,4 +112,6 @@ def test_every_built_in_implementation_is_counted(impl):
     if reason:
         pytest.skip(reason)
     c = count_instructions(Point(impl, 3, 1, 8, 8), repeats=1)
-    assert c.per_call > 0 and c.counted.startswith(impl)
+    assert c.per_call > 0 and c.counted.startswith(impl)  # e.g. "nn_lstm (onednn)"
+    if impl == "vectorised" and instructions.COUNT_MARCH:
+        assert "+fused-loop]" in c.counted and f"-march={instructions.COUNT_MARCH}" in c.counted

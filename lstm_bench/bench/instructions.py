@@ -225,6 +225,7 @@ def count_instructions(point: Point, *, seed: int = 0, number: int = DEFAULT_NUM
         finally:
             torch.set_num_threads(before)
         ran = json.loads(report.read_text())["backend"] if report.exists() else "?"
+    ran = ran if ran.startswith(point.impl) else f"{point.impl} ({ran})"  # e.g. "nn_lstm (onednn)"
     counted = ran + (f", C library built with -march={COUNT_MARCH} (no AVX-512)"
                      if COUNT_MARCH and ran.startswith("vectorised[") and "+fused-" in ran else "")
     counts = tuple(int(round(s.counts(denoise=True) / number)) for s in stats)
