@@ -11,14 +11,17 @@ skipped; the reason is `lstm_bench.bench.grid.skip_reason(point)`.
   allocated bytes, FLOPs, max relative error against float64) and achieved GFLOP/s.
 - `TimeConfigStep`, `TrackConfigStep`: the same over `CONFIG_GRID`, nn.LSTM's other
   configurations (2 layers, bidirectional, a projection, variable lengths; float32, bfloat16).
-- `TrackInstructions`: CPU instructions of one forward+backward under callgrind at a few
-  small CPU points (`lstm_bench.bench.instructions`): deterministic to ~0.1-0.3 %, so a 1 %
-  overhead regression shows without any timing noise. Without valgrind each point is
-  skipped with the reason (NotImplementedError in setup, shown with --show-stderr).
+- `TrackInstructions`: CPU instructions of one forward+backward under callgrind at one small
+  CPU point of `vectorised` (`$LSTM_BENCH_INSTRUCTION_IMPLS` for others;
+  `lstm_bench.bench.instructions`): deterministic to ~0.1-0.3 %, so a 1 % overhead regression
+  shows without any timing noise. Without valgrind each point is skipped with the reason
+  (NotImplementedError in setup, shown with --show-stderr).
 """
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 
 from lstm_bench.bench import instructions
 from lstm_bench.bench.grid import CONFIG_GRID, Point, Variant, grid_from_env, skip_reason
@@ -149,13 +152,22 @@ class TrackConfigStep(TrackStep):
     param_names = CONFIG_PARAM_NAMES
 
 
-# Small CPU points whose instructions are counted: ~1 min each under callgrind here (valgrind
-# start-up, torch's import and callgrind_annotate dominate), so a handful, not the grid.
-INSTRUCTION_POINTS = [("vectorised", 10, 1, 64), ("autograd", 10, 1, 64), ("nn_lstm", 10, 1, 64)]
+# Small CPU points whose instructions are counted. One by default: a count is one valgrind
+# process that imports torch under callgrind (~1 min on a quiet 2-core EPYC; 271 s at load 8.7,
+# `count_instructions(Point("vectorised", 5, 1, 8, 8))`), and three of them put `asv run --quick`
+# over 5 minutes (2 min 51 s without them). $LSTM_BENCH_INSTRUCTION_IMPLS (comma-separated, e.g.
+# "vectorised,autograd,nn_lstm") counts others at the same size; "none" counts nothing.
+INSTRUCTION_SIZE = (10, 1, 64)  # T, B, H
+INSTRUCTION_IMPLS = [name for name in os.environ.get("LSTM_BENCH_INSTRUCTION_IMPLS", "vectorised").split(",")
+                     if name.strip() and name.strip() != "none"]
+INSTRUCTION_POINTS = [(impl.strip(), *INSTRUCTION_SIZE) for impl in INSTRUCTION_IMPLS]
 
 
 class TrackInstructions:
-    """CPU instructions per forward+backward call (median of 3 callgrind collections, one thread)."""
+    """CPU instructions per forward+backward call (median of 3 callgrind collections, one thread).
+
+    What was counted (the backend; the C library's -march under callgrind) is printed to stderr
+    (`asv run --show-stderr`)."""
 
     params = [[f"{impl}-T{T}-B{B}-H{H}" for impl, T, B, H in INSTRUCTION_POINTS]]
     param_names = ["point"]
@@ -169,6 +181,8 @@ class TrackInstructions:
             raise NotImplementedError(reason)
 
     def track_instructions(self, name):
-        return instructions.count_instructions(self.point).per_call
+        count = instructions.count_instructions(self.point)
+        print(f"{name}: counted {count.counted}", file=sys.stderr)
+        return count.per_call
 
     track_instructions.unit = "instructions"

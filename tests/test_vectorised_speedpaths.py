@@ -12,7 +12,7 @@ import torch
 from lstm_bench import agreement, get_impl, make_case
 from lstm_bench.conformance.judge import judge_against_reference, sensitivity
 from lstm_bench.impls import vectorised
-from lstm_bench.impls.vectorised import fused, gemm, routes
+from lstm_bench.impls.vectorised import decisions, fused, gemm, routes
 from lstm_bench.machine.memory import saved_bytes
 
 CPU = torch.device("cpu")
@@ -28,6 +28,12 @@ def routes_for(dtype):
 
 def route_id(r):
     return f"{r[0]}-gemm+{r[1]}"
+
+
+@pytest.fixture(autouse=True)
+def _own_decisions(tmp_path, monkeypatch):
+    """Each test its own file of stored route decisions (never the user's cache)."""
+    monkeypatch.setattr(decisions, "path", lambda: tmp_path / decisions.FILE)
 
 
 @pytest.fixture
@@ -216,6 +222,9 @@ def test_probe_runs_once_per_shape_and_picks_a_candidate(fresh_choices):
                                      "blas-gemm+fused-loop", "onednn-gemm+fused-cell"}
     assert choose(torch.float32, B, H) == route
     assert len(routes.probe_log()) == before + 1  # cached: no second probe
+    routes.reset_routes()  # as a fresh process: the stored decision, no probe
+    assert choose(torch.float32, B, H) == route
+    assert len(routes.probe_log()) == before + 1
     # below the probe size, and in float64, the fused loop is taken without a probe
     assert choose(torch.float32, 2, 8)[1] == "fused-loop"
     assert choose(torch.float64, B, H)[1] == "fused-loop"

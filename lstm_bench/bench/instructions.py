@@ -15,13 +15,37 @@ of instructions, which would make the count as noisy as a timing.
 
 Where valgrind (Debian's `valgrind` package: valgrind, callgrind_control,
 callgrind_annotate) is missing, `unavailable_reason()` says so and callers skip with that reason.
+
+What is counted is said with the count (`InstructionCount.counted`), because it is not always
+what was timed:
+- valgrind 3.19 cannot decode AVX-512, which `-march=native` puts in the vectorised path's
+  C library on an AVX-512 CPU (the count died with "unhandled instruction"). The callgrind
+  process builds that library with `-march=x86-64-v3` (AVX2, FMA) instead (`COUNT_MARCH`,
+  through `$LSTM_BENCH_FUSED_MARCH`): the same C, in AVX2 instructions.
+- The vectorised path runs the route it was timed on (`backend`, pinned through
+  `$LSTM_BENCH_VECTORISED_ROUTE`), else its fixed rule: never a timing probe under callgrind.
+- MKL and oneDNN choose their kernels by CPUID, which valgrind reports without AVX-512: their
+  AVX2 code paths are counted.
+
+torch's `collect_callgrind` starts `valgrind ... python script.py`, `python` taken from PATH,
+and fails unless it is this interpreter: `_this_python_first_on_path` puts it there (a
+virtualenv's interpreter run from outside the activated environment found another `python`,
+without torch, under `asv run --python=same`).
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import platform
+import re
 import shutil
 import statistics
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .grid import Point
 
@@ -32,10 +56,19 @@ DEFAULT_NUMBER = 1
 DEFAULT_REPEATS = 3
 WARMUP = 3
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# -march for the vectorised path's C library under callgrind: x86-64 with AVX2 and FMA, no AVX-512,
+# which valgrind 3.19 cannot decode (module docstring). Only on x86-64; elsewhere -march=native stays.
+COUNT_MARCH = "x86-64-v3" if platform.machine().lower() in ("x86_64", "amd64") else None
+FUSED_MARCH_ENV = "LSTM_BENCH_FUSED_MARCH"  # read by lstm_bench.impls.vectorised.fused
+ROUTE_ENV = "LSTM_BENCH_VECTORISED_ROUTE"  # read by lstm_bench.impls.vectorised.routes
 
 
 class InstructionsUnavailable(RuntimeError):
     """Instruction counting cannot run here or for this point; the message says why."""
+
+
+class InstructionsFailed(RuntimeError):
+    """The callgrind run failed; the message is one line saying why (valgrind's output condensed)."""
 
 
 def unavailable_reason() -> str | None:
@@ -74,6 +107,7 @@ class InstructionCount:
     point: Point
     repeats: tuple[int, ...]
     number: int
+    counted: str = ""  # what ran under callgrind: the backend, and the C library's -march where it was changed
 
     @property
     def per_call(self) -> int:
@@ -86,11 +120,30 @@ class InstructionCount:
         return (max(self.repeats) - min(self.repeats)) / self.per_call if self.per_call else 0.0
 
 
-def _setup(point: Point, seed: int) -> str:
+def _route_pin(backend: str | None) -> str:
+    """The vectorised route to count: the plain layers' route in `backend` ("vectorised[a]" or
+    "vectorised[a|b]", a layer with a projection or lengths being on torch-ops), else the fixed rule."""
+    m = re.fullmatch(r"vectorised\[(.+)\]", backend or "")
+    if not m:
+        return "rule"
+    ran = m.group(1).split("|")
+    fused = [r for r in ran if not r.endswith("+torch-ops")]
+    return (fused or ran)[0]
+
+
+def _setup(point: Point, seed: int, report: Path, backend: str | None) -> str:
     # The callgrind process is a fresh interpreter: it imports this very installation (not
-    # whatever `import lstm_bench` would find there) and rebuilds the step.
+    # whatever `import lstm_bench` would find there) and rebuilds the step. collect_callgrind
+    # also runs this setup once in this process (a check of the statement): the settings and
+    # the report are for the callgrind process only, told apart by its process id.
+    env = {ROUTE_ENV: _route_pin(backend)}
+    if COUNT_MARCH:
+        env[FUSED_MARCH_ENV] = COUNT_MARCH
     return "\n".join([
-        "import sys",
+        "import json, os, sys",
+        f"counting = os.getpid() != {os.getpid()}",
+        "if counting:",
+        f"    os.environ.update({env!r})",
         f"sys.path.insert(0, {str(PACKAGE_ROOT)!r})",
         "import torch",
         "torch.set_num_threads(1)",
@@ -98,7 +151,11 @@ def _setup(point: Point, seed: int) -> str:
         "from lstm_bench.core.registry import get_impl",
         "from lstm_bench.machine.timing import step_fn",
         f"point = Point.from_dict({point.as_dict()!r})",
-        f"fn = step_fn(get_impl(point.impl), point.case({seed}), backward=True)",
+        f"case = point.case({seed})",
+        "if counting:",  # what runs, said with the count
+        f"    with open({str(report)!r}, 'w') as f:",
+        "        json.dump({'backend': get_impl(point.impl)(case).backend}, f)",
+        "fn = step_fn(get_impl(point.impl), case, backward=True)",
         # warm-up: first-call allocations and lazy initialisation are not the step's cost;
         # then no garbage collection inside the counted calls (when it runs depends on history)
         f"for _ in range({WARMUP}):",
@@ -109,11 +166,42 @@ def _setup(point: Point, seed: int) -> str:
     ])
 
 
+@contextlib.contextmanager
+def _this_python_first_on_path() -> Iterator[None]:
+    """PATH with a `python` that is this interpreter first, for collect_callgrind's subprocess."""
+    here = Path(sys.executable)
+    old = os.environ.get("PATH", "")
+    with tempfile.TemporaryDirectory(prefix="lstm-bench-python-") as tmp:
+        if (here.parent / "python").exists() and (here.parent / "python").resolve() == here.resolve():
+            first = str(here.parent)  # a virtualenv's bin: its `python` keeps the environment's packages
+        else:  # e.g. only python3.11 there: a `python` link to it
+            (Path(tmp) / "python").symlink_to(here)
+            first = tmp
+        os.environ["PATH"] = os.pathsep.join([first, old]) if old else first
+        try:
+            yield
+        finally:
+            os.environ["PATH"] = old
+
+
+def _one_line(err: BaseException) -> str:
+    """collect_callgrind's error (30 lines of valgrind output) as one line saying why."""
+    text = str(err)
+    if "unhandled instruction" in text or "Illegal opcode" in text or "SIGILL" in text:
+        return ("valgrind cannot decode an instruction of this code (valgrind 3.19 does not know AVX-512: "
+                f"is there code built with -march=native that {FUSED_MARCH_ENV} does not reach?)")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("==")]
+    errors = [ln for ln in lines if re.match(r"\w*(Error|Exception)\b", ln)]
+    return (errors or lines or [type(err).__name__])[-1][:300]
+
+
 def count_instructions(point: Point, *, seed: int = 0, number: int = DEFAULT_NUMBER,
-                       repeats: int = DEFAULT_REPEATS) -> InstructionCount:
+                       repeats: int = DEFAULT_REPEATS, backend: str | None = None) -> InstructionCount:
     """Instructions per forward+backward call at `point` (one thread), `repeats` collections of `number` calls.
 
-    InstructionsUnavailable naming the reason when valgrind is missing or the point is not eligible."""
+    `backend`: the `Result.backend` of the timed run, whose vectorised route is then counted
+    (module docstring). InstructionsUnavailable naming the reason when valgrind is missing or the
+    point is not eligible; InstructionsFailed with a one-line reason when the callgrind run fails."""
     from ..core.values import check_int
 
     check_int("number", number, 1)
@@ -126,10 +214,19 @@ def count_instructions(point: Point, *, seed: int = 0, number: int = DEFAULT_NUM
 
     # collect_callgrind checks the statement once in this process first: one thread here too
     before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        stats = Timer("fn()", setup=_setup(point, seed)).collect_callgrind(number=number, repeats=repeats)
-    finally:
-        torch.set_num_threads(before)
+    with tempfile.TemporaryDirectory(prefix="lstm-bench-count-") as tmp, _this_python_first_on_path():
+        report = Path(tmp) / "counted.json"
+        try:
+            torch.set_num_threads(1)
+            stats = Timer("fn()", setup=_setup(point, seed, report, backend)).collect_callgrind(
+                number=number, repeats=repeats)
+        except (OSError, RuntimeError, AssertionError) as err:  # torch raises OSError with valgrind's output
+            raise InstructionsFailed(_one_line(err)) from err
+        finally:
+            torch.set_num_threads(before)
+        ran = json.loads(report.read_text())["backend"] if report.exists() else "?"
+    ran = ran if ran.startswith(point.impl) else f"{point.impl} ({ran})"  # e.g. "nn_lstm (onednn)"
+    counted = ran + (f", C library built with -march={COUNT_MARCH} (no AVX-512)"
+                     if COUNT_MARCH and ran.startswith("vectorised[") and "+fused-" in ran else "")
     counts = tuple(int(round(s.counts(denoise=True) / number)) for s in stats)
-    return InstructionCount(point, counts, number)
+    return InstructionCount(point, counts, number, counted)

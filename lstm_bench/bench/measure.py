@@ -22,6 +22,7 @@ from ..machine.load import LoadProbe
 from ..machine.memory import peak_bytes, saved_bytes
 from ..machine.timing import set_threads, step_fn, synchronize, time_fn
 from .grid import Point, skip_reason
+from .instructions import InstructionsFailed, InstructionsUnavailable, count_instructions
 from .records import Measurement
 
 ACCURACY_REFERENCE = "autograd"  # run in float64 on the same case
@@ -126,11 +127,13 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     if accuracy:
         err, backend = max_rel_error(impl, point, seed=seed, result=result)
     load = probe.stop(threads)  # before callgrind, which is not a timing and runs in its own process
-    count = None
+    count, note = None, ""
     if instructions:
-        from .instructions import count_instructions
-
-        count = count_instructions(point, seed=seed).per_call
+        try:  # a count that fails is a note beside the point's timing, never the point's failure
+            counted = count_instructions(point, seed=seed, backend=backend)
+            count, note = counted.per_call, f"counted {counted.counted}"
+        except (InstructionsUnavailable, InstructionsFailed) as why:
+            note = f"not counted: {why}"
     return Measurement(forward_s=tuple(forward_s), forward_backward_s=tuple(forward_backward_s),
                        saved_bytes=saved, peak_bytes=peak, max_rel_error=err, backend=backend, load=load,
-                       instructions=count, gpu=gpu)
+                       instructions=count, instructions_note=note, gpu=gpu)

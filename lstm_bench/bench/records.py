@@ -51,6 +51,8 @@ class Measurement:
     instructions                    CPU instructions of one forward+backward under callgrind
                                     (`lstm_bench.bench.instructions`, `bench --instructions`); None
                                     when not measured
+    instructions_note               what was counted ("counted vectorised[...], C library built
+                                    with -march=x86-64-v3"), or why nothing was ("not counted: ...")
     peak_gflops                     the matmul peak this point was checked against (GFLOP/s;
                                     `measure.impossible_reason`), which "% of peak" divides by;
                                     None where there was none (then the header's, if any)
@@ -68,6 +70,7 @@ class Measurement:
     load: Load | None = None
     instructions: int | None = None
     peak_gflops: float | None = None
+    instructions_note: str = ""
     gpu: GpuFigures | None = None
 
     @property
@@ -99,6 +102,8 @@ class Measurement:
             d["load"] = self.load.to_json()
         if self.instructions is not None:
             d["instructions"] = self.instructions
+        if self.instructions_note:
+            d["instructions_note"] = self.instructions_note
         if self.peak_gflops is not None:
             d["peak_gflops"] = self.peak_gflops
         if self.gpu is not None:
@@ -123,6 +128,7 @@ class Measurement:
             load=Load.from_json(d["load"]) if d.get("load") is not None else None,
             instructions=_optional("instructions", d.get("instructions"), int),
             peak_gflops=_optional("peak_gflops", d.get("peak_gflops"), float),
+            instructions_note=str(d.get("instructions_note") or ""),
             gpu=GpuFigures.from_json(d["gpu"]) if d.get("gpu") is not None else None,
         )
 

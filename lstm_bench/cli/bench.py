@@ -48,8 +48,10 @@ def sweep_table(results: ResultsFile) -> str:
     peaks = results.env.get("matmul_peak_gflops", {})
     rows, no_halves = [], []
     noisy = loaded = above = 0
-    has_instructions = any(r.measurement is not None and r.measurement.instructions is not None
+    has_instructions = any(r.measurement is not None and (r.measurement.instructions is not None
+                                                          or r.measurement.instructions_note)
                            for r in results.by_key().values())
+    counted_notes: dict[str, list[str]] = {}  # instructions_note -> the points it is about
     has_configs = any(r.point.variant != PLAIN for r in results.by_key().values())
     for rec in results.by_key().values():
         p = rec.point
@@ -81,6 +83,8 @@ def sweep_table(results: ResultsFile) -> str:
                       f"{err:.1e}" if err is not None else "-", f"{load:.1f}" if load is not None else "-"]
         if has_instructions:
             row.append(f"{m.instructions:,}" if m.instructions is not None else "-")
+            if m.instructions_note:
+                counted_notes.setdefault(m.instructions_note, []).append(f"{p.impl} T={p.T} B={p.B} H={p.H}")
         rows.append(row + ["ok"])
     headers = ["impl", "T", "B", "H", "device"] + (["dtype", "config"] if has_configs else []) + [
                "fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak",
@@ -113,6 +117,7 @@ def sweep_table(results: ResultsFile) -> str:
     if has_instructions:
         notes.append("instructions: CPU instructions of one forward+backward under callgrind, one thread "
                      "(small CPU points only; '-' elsewhere)")
+        notes += [f"instructions at {', '.join(points)}: {note}" for note, points in counted_notes.items()]
     return "\n".join([out] + notes)
 
 

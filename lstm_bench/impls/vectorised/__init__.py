@@ -22,10 +22,11 @@ After the loop every parameter gradient is one GEMM or reduction over all T*B ro
 Saved between forward and backward: the gate buffer (T, B, 4H), r_0..r_T (T+1, B, H_out)
 and c_0..c_T (T+1, B, H); with a projection also m_1..m_T (T, B, H). tanh(c_t) is
 recomputed in the backward instead of stored. oneDNN's reordered copies of the weights
-(`impls/gemm.py`) are kept across calls, before a forward starts, so they are not saved bytes.
+(`gemm.py`) are kept across calls, before a forward starts, so they are not saved bytes.
 
 How a plain layer (no projection, every sequence full length) runs is its *route*
-(`impls/routes.py`): the whole loop in one compiled C call on torch's BLAS, a Python loop
+(`routes.py`; the same in every process: a fixed rule, or decided once per machine and shape
+and kept in the harness's cache folder, `decisions.py`): the whole loop in one compiled C call on torch's BLAS, a Python loop
 on oneDNN's GEMM with a compiled cell, or torch operations; layers with a projection or
 variable lengths run the torch-operations loop on torch's BLAS. `Result.backend` says
 which ran: "vectorised[<step GEMM>-gemm+<loop>]" (several, joined by "|", when layers differ).

@@ -1,24 +1,27 @@
-"""How the vectorised implementation runs a plain layer: its route, chosen once per process.
+"""How the vectorised implementation runs a plain layer: its route, the same in every process.
 
 A route is (the step GEMM, the loop): "mkl"/"blas"/"cublas" (torch's BLAS) or "onednn"
-(`impls/gemm.py`, float32 only), and one of
-- `fused-loop`: the whole recurrence in one compiled C call (`impls/fused.py`), the step GEMM
+(`gemm.py`, float32 only), and one of
+- `fused-loop`: the whole recurrence in one compiled C call (`fused.py`, `fused.c`), the step GEMM
   being torch's own BLAS. No Python per step: the small-size route, and float64's.
 - `fused-cell`: a Python loop whose step GEMM is oneDNN's and whose elementwise work is one
   compiled C call a step.
 - `torch-ops`: the same loop in torch operations only (the route without a C compiler, on
   CUDA, and for layers with a projection or variable lengths, which the C kernels do not do).
 
-On the CPU in float32 the default route (`default_route`) is the fused loop below
-B * H * 4H = `ONEDNN_MIN_MACS` multiply-adds a step and oneDNN's GEMM with the fused cell
-from there on. When more than one route can run and the step is big enough for the choice
-to matter (B * H * 4H >= `PROBE_MIN_MACS`), the routes are timed at first use on short
-synthetic sequences of the same (B, H) (`probe`: the cost per step, from 2- and 8-step
-calls, 15 interleaved repeats, minima, so that some calls land in a quiet slice of a
-shared machine); the cheapest replaces the default if it costs at most 0.9 of it and the
-figures are reliable (each run's median within 1.5x of its minimum). The result is kept
-for the process. `$LSTM_BENCH_VECTORISED_ROUTE` (e.g. "onednn-gemm+fused-cell") pins a
-route wherever it can run, skipping the probe. Measured on an AMD EPYC: docs/vectorised.md.
+The route is a deterministic function of the machine, the shape and the settings (issue 20):
+1. `using_route(gemm, loop)` (tests, studies), else `$LSTM_BENCH_VECTORISED_ROUTE`
+   (e.g. "onednn-gemm+fused-cell"; "rule" = the fixed rule below, never a probe), wherever it can run;
+2. below B * H * 4H = `PROBE_MIN_MACS` multiply-adds a step, or with one candidate: the fixed
+   rule (`default_route`): the fused loop below `ONEDNN_MIN_MACS`, oneDNN's GEMM with the
+   fused cell from there on;
+3. above it: the decision stored for this machine, shape and candidates (`decisions.py`, in the
+   harness's cache folder), else the probe's, stored for every later process.
+The probe (`probe`) times the routes on short synthetic sequences of the same (B, H): the
+cost per step, from 2- and 8-step calls, 15 interleaved repeats, minima, so that some calls
+land in a quiet slice of a shared machine; the cheapest replaces the default if it costs at
+most 0.9 of it and the figures are reliable (each run's median within 1.5x of its minimum).
+Measured on an AMD EPYC: docs/vectorised.md.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from . import fused, gemm
+from . import decisions, fused, gemm
 
 # step(route, x, h0, c0, weight_ih, weight_hh, bias, d_output, d_h_n, d_c_n): one forward+backward
 Step = Callable[..., object]
@@ -42,8 +45,9 @@ PROBE_MARGIN = 0.9  # the probe overrides the default only with a route at most 
 PROBE_NOISE = 1.5  # a probe whose median run is above this multiple of its minimum is not trusted
 PROBE_STEPS = (2, 8)  # the probe's two sequence lengths
 ROUTE_ENV = "LSTM_BENCH_VECTORISED_ROUTE"  # e.g. "onednn-gemm+fused-cell": skip the probe
+RULE = "rule"  # $LSTM_BENCH_VECTORISED_ROUTE=rule: the fixed rule (`default_route`) at every size
 
-_chosen: dict[tuple, tuple[str, str]] = {}  # (device type, dtype, B, H) -> (gemm, loop)
+_chosen: dict[tuple, tuple[str, str]] = {}  # (device type, dtype, B, H, threads) -> (gemm, loop)
 _probe_log: list[dict] = []
 _forced: list[tuple[str, str]] = []  # innermost `using_route` last
 _clock = time.perf_counter  # the probe's clock (a test replaces it)
@@ -87,26 +91,43 @@ def using_route(gemm_name: str, loop: str) -> Iterator[None]:
 
 
 def choose_route(device: torch.device, dtype: torch.dtype, B: int, H: int, step: Step) -> tuple[str, str]:
-    """The (gemm, loop) to run for this device, dtype and step size; chosen once per process.
-    `step` runs one forward+backward of a plain layer on a given route (what `probe` times)."""
+    """The (gemm, loop) to run for this device, dtype and step size (module docstring: forced,
+    pinned, fixed rule, stored decision, probe). `step` runs one forward+backward of a plain
+    layer on a given route (what `probe` times)."""
     if _forced:
         return resolve(_forced[-1], device, dtype, B, H, step)
-    key = (device.type, dtype, B, H)
+    key = (device.type, dtype, B, H, torch.get_num_threads())  # threads: part of the machine identity too
     pinned = os.environ.get(ROUTE_ENV)
-    if pinned:
+    if pinned and pinned != RULE:
         gemm_name, sep, loop = pinned.partition("-gemm+")
         if not sep:
-            raise ValueError(f"${ROUTE_ENV} must look like 'onednn-gemm+fused-cell', got {pinned!r}")
+            raise ValueError(f"${ROUTE_ENV} must look like 'onednn-gemm+fused-cell' or be {RULE!r}, got {pinned!r}")
         if (gemm_name, loop) in available_routes(device, dtype):
             return gemm_name, loop  # where it cannot run (float64 on oneDNN), the choice below holds
+    if pinned == RULE:
+        return default_route(_candidates(available_routes(device, dtype)), B, H)
     if key not in _chosen:
         candidates = _candidates(available_routes(device, dtype))
         default = default_route(candidates, B, H)
         if len(candidates) > 1 and B * H * 4 * H >= PROBE_MIN_MACS:
-            _chosen[key] = probe(device, dtype, B, H, candidates, step, default=default)
+            _chosen[key] = _decide(device, dtype, B, H, candidates, step, default)
         else:
             _chosen[key] = default
     return _chosen[key]
+
+
+def _decide(device: torch.device, dtype: torch.dtype, B: int, H: int, candidates: list[tuple[str, str]],
+            step: Step, default: tuple[str, str]) -> tuple[str, str]:
+    """The stored decision for this machine and shape, else the probe's, stored; the fixed rule
+    where the decision cannot be stored (so that every process still runs the same route)."""
+    k = decisions.key(device, dtype, B, H, candidates)
+    stored = decisions.lookup(k, candidates)
+    if stored is not None:
+        return stored
+    chosen = probe(device, dtype, B, H, candidates, step, default=default)
+    kept = decisions.keep(k, chosen, candidates, _probe_log[-1])
+    _probe_log[-1]["kept"] = decisions.route_name(kept) if kept else f"not stored ({decisions.path()} unwritable)"
+    return kept if kept is not None else default
 
 
 def default_route(candidates: list[tuple[str, str]], B: int, H: int) -> tuple[str, str]:
@@ -176,7 +197,8 @@ def probe_log() -> list[dict]:
 
 
 def reset_routes() -> None:
-    """Forget the routes chosen so far (tests and studies)."""
+    """Forget the routes chosen so far in this process (tests and studies); the decisions stored on
+    disk stay (`decisions.clear()` forgets those)."""
     _chosen.clear()
 
 
