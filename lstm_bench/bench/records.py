@@ -53,6 +53,8 @@ class Measurement:
     peak_gflops                     the matmul peak this point was checked against (GFLOP/s;
                                     `measure.impossible_reason`), which "% of peak" divides by;
                                     None where there was none (then the header's, if any)
+    compile_s                       a compiling kernel's compile time: its cold first call less
+                                    the warm forward+backward median (seconds); None for others
     """
 
     forward_s: tuple[float, ...]
@@ -64,6 +66,7 @@ class Measurement:
     load: Load | None = None
     instructions: int | None = None
     peak_gflops: float | None = None
+    compile_s: float | None = None
 
     @property
     def forward_median_s(self) -> float | None:
@@ -96,6 +99,8 @@ class Measurement:
             d["instructions"] = self.instructions
         if self.peak_gflops is not None:
             d["peak_gflops"] = self.peak_gflops
+        if self.compile_s is not None:
+            d["compile_s"] = self.compile_s
         return d
 
     @classmethod
@@ -116,6 +121,7 @@ class Measurement:
             load=Load.from_json(d["load"]) if d.get("load") is not None else None,
             instructions=_optional("instructions", d.get("instructions"), int),
             peak_gflops=_optional("peak_gflops", d.get("peak_gflops"), float),
+            compile_s=_optional("compile_s", d.get("compile_s"), float),
         )
 
 

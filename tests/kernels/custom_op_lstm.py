@@ -1,7 +1,7 @@
 """A correct LSTM kernel shipped as torch.library custom ops, and its broken variants.
 
-`lstm_op`: forward and backward are two custom ops (`lstm_tests::lstm_forward`,
-`lstm_tests::lstm_backward`), each with a fake kernel; the forward's backward is
+`lstm_op`: forward and backward are two custom ops (`<LIB>::lstm_forward`,
+`<LIB>::lstm_backward`), each with a fake kernel; the forward's backward is
 registered with `register_autograd` and calls the backward op. One layer, one direction,
 time-major, full-length sequences (features = ()), the equations of lstm_bench.core.contract
 with a hand-derived BPTT (Greff et al. 2017, arXiv:1503.04069, appendix):
@@ -18,12 +18,16 @@ values are right eagerly, so only the gate meant for them can see them.
 """
 from __future__ import annotations
 
+import zlib
+
 import torch
 from torch import Tensor
 
 from lstm_bench.adapters import module_kernel, op_kernel
 
-LIB = "lstm_tests"
+# One namespace per import of this file: the tests import it as tests.kernels.custom_op_lstm and the
+# suite loads it by path under another module name, and an op name can be defined only once.
+LIB = f"lstm_tests_{zlib.crc32(__name__.encode()):08x}"
 
 
 def _forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor):
@@ -109,7 +113,7 @@ def _autograd_backward(ctx, d_output, d_h_n, d_c_n, _d_acts, _d_cs):
 
 
 def _define(name: str, impl, fake=_fake_forward, mutates_args=()):
-    """A forward op `lstm_tests::<name>` running `impl`, with `fake` (None: no fake kernel) and the autograd above."""
+    """A forward op `<LIB>::<name>` running `impl`, with `fake` (None: no fake kernel) and the autograd above."""
     op = torch.library.custom_op(f"{LIB}::{name}", mutates_args=mutates_args)(impl)
     if fake is not None:
         op.register_fake(fake)
