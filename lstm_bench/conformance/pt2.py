@@ -12,8 +12,10 @@ once, else a plain LSTM), and on all of them at nightly; each case is compiled o
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any
+import types
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -49,6 +51,30 @@ def traceable_of(impl: Impl) -> Any:
     return getattr(impl.fn, "traceable", None)
 
 
+RECOMPILE_LIMIT = 64
+
+
+def fresh(fn: Callable) -> types.FunctionType:
+    """`fn` with a code object of its own. Dynamo keeps compiled graphs per code object, and
+    kernels share code (every module_kernel's caller; a library's forward called by several
+    kernels): in one process, a graph compiled for one kernel would be reused, or recompiled
+    until dynamo's limit, past which it silently runs eager."""
+    if not isinstance(fn, types.FunctionType):
+        inner = fn
+        fn = lambda *args: inner(*args)  # noqa: E731
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+@contextlib.contextmanager
+def strict_dynamo() -> Iterator[None]:
+    """Raise where dynamo would fall back to eager after too many recompiles (a gate must not
+    judge eager code as compiled), with room for the suite's variants."""
+    import torch._dynamo  # noqa: F401  (the compiler's config; torch.compile is imported with torch)
+
+    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True):
+        yield
+
+
 def judge_result(result: Result, case: Case, ref: Reference, title: str) -> AgreementReport:
     """`result` on `case` against its reference, under the tolerance policy (as `judge_against_reference`)."""
     check_result(result, case, title)
@@ -70,22 +96,32 @@ def _compiled(fn: Any, name: str, spec: CaseSpec, device: str) -> tuple[Result, 
 
     case = spec.make(device)
     pristine = case.clone()
-    with torch.enable_grad():
+    with torch.enable_grad(), strict_dynamo():
         tr = fn.traceable(case)
-        compiled = torch.compile(tr.fn, backend="inductor")
+        compiled = torch.compile(fresh(tr.fn), backend="inductor")
         result = gradients(case, tr, compiled(*tr.inputs), backend=f"compiled {name}")
     return result, case.modified(pristine)
 
 
 def graph_breaks(impl: Impl, case: Case) -> list[str]:
     """The reasons of every graph break dynamo takes in tracing the kernel's forward on `case`
-    (an empty list: one whole graph). Traced with the `eager` backend (dynamo alone, no
-    Inductor); `torch._dynamo.explain` would reset every compiled graph in the process."""
+    (an empty list: one whole graph). Traced by dynamo alone, into a backend made afresh for
+    this call, so that no graph compiled earlier in the process is reused untraced
+    (`torch._dynamo.explain` would reset every compiled graph in the process instead)."""
     from torch._dynamo.utils import counters
 
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
     before = dict(counters["graph_break"])
-    with torch.enable_grad():
+    with torch.enable_grad(), strict_dynamo():
         tr = traceable_of(impl)(case)
-        torch.compile(tr.fn, backend="eager")(*tr.inputs)
+        torch.compile(fresh(tr.fn), backend=backend)(*tr.inputs)
     after = counters["graph_break"]
-    return [reason for reason, n in after.items() for _ in range(n - before.get(reason, 0))]
+    reasons = [reason for reason, n in after.items() for _ in range(n - before.get(reason, 0))]
+    if not reasons and len(graphs) > 1:
+        reasons = [f"{len(graphs)} graphs (dynamo recorded no reason)"]
+    return reasons
