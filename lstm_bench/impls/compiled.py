@@ -24,6 +24,8 @@ compile in a fresh cache directory is slower, docs/shipping.md).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..core.contract import Case, Result
@@ -41,7 +43,11 @@ def _cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return torch.sigmoid(o) * torch.tanh(c_t), c_t
 
 
-_compiled_cell = torch.compile(_cell, backend="inductor", dynamic=True, fullgraph=True)
+@functools.cache
+def _compiled_cell():
+    # Made on first use: torch.compile imports torch._dynamo, 1.2 to 1.9 s of every process's
+    # `import lstm_bench` otherwise (python -X importtime, 2 CPUs under load).
+    return torch.compile(_cell, backend="inductor", dynamic=True, fullgraph=True)
 
 
 def layer_forward(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w: LayerWeights,
@@ -50,7 +56,7 @@ def layer_forward(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w: LayerW
     xw = x @ w.weight_ih.T + w.bias_ih + w.bias_hh
     r, c = [h0], [c0]
     for t in range(x.shape[0]):
-        m_t, c_t = _compiled_cell(torch.addmm(xw[t], r[-1], w.weight_hh.T), c[-1])
+        m_t, c_t = _compiled_cell()(torch.addmm(xw[t], r[-1], w.weight_hh.T), c[-1])
         r_t = m_t if w.weight_hr is None else m_t @ w.weight_hr.T
         if mask is not None:
             c_t, r_t = torch.where(mask[t][:, None], c_t, c[-1]), torch.where(mask[t][:, None], r_t, r[-1])
@@ -60,7 +66,7 @@ def layer_forward(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w: LayerW
 
 
 def forward(case: Case) -> autograd.Graph:
-    import torch._dynamo  # noqa: F401  (torch.compile's config; imported with torch.compile above)
+    import torch._dynamo  # noqa: F401  (the compiler's config; a heavy import, done when compiled runs)
 
     names = case.config.grad_names()
     with torch.enable_grad(), torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
@@ -80,6 +86,8 @@ def run(case: Case) -> Result:
 
 def cold_start() -> None:
     """Drop every graph compiled in this process, so that the next call compiles afresh."""
+    import torch._dynamo  # a heavy import, done when compiled runs
+
     torch._dynamo.reset()
 
 
