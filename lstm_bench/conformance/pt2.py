@@ -4,9 +4,9 @@ same policy as eager ones.
 
 A kernel takes part when it hands over a `Traceable` (`lstm_bench.adapters`: a custom op or a
 module; a plain function `case -> Result` computes its own gradients and has nothing to
-compile, so its PT2 gates skip with that reason). Compiling is slow (the first
-`torch.compile` of a small function took 22 s on a loaded 2-core machine; an LSTM of 5 steps
-forward and backward under Inductor takes longer), so at the quick and default depths the
+compile, so its PT2 gates skip with that reason). Compiling is slow (a first
+`torch.compile` of a one-line function took 35.7 s in a fresh process on this 2-CPU machine at
+load 2.3, docs/shipping.md), so at the quick and default depths the
 family runs on one case per kernel (the first of `PT2_SPECS` it supports: every feature at
 once, else a plain LSTM), and on all of them at nightly; each case is compiled once per process.
 """
