@@ -14,12 +14,13 @@ MAY_IMPORT = {
     "core": set(),
     "machine": {"core"},
     "impls": {"core", "machine"},
-    "conformance": {"core", "machine", "impls"},
-    "bench": {"core", "machine", "impls", "conformance"},
-    "comparison": {"core", "machine", "impls", "conformance", "bench"},
+    "adapters": {"core", "machine", "impls"},
+    "conformance": {"core", "machine", "impls", "adapters"},
+    "bench": {"core", "machine", "impls", "adapters", "conformance"},
+    "comparison": {"core", "machine", "impls", "adapters", "conformance", "bench"},
     "flow": {"core", "machine", "impls", "bench"},  # bench: its matplotlib loader (bench/plots.pyplot)
-    "report": {"core", "machine", "impls", "conformance", "bench", "comparison"},
-    "cli": {"core", "machine", "impls", "conformance", "bench", "comparison", "flow", "report"},
+    "report": {"core", "machine", "impls", "adapters", "conformance", "bench", "comparison"},
+    "cli": {"core", "machine", "impls", "adapters", "conformance", "bench", "comparison", "flow", "report"},
 }
 # The one cycle: the registry loads the built-in implementations on first use.
 ALLOWED = {("core/registry.py", "impls")}

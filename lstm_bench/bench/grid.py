@@ -21,7 +21,7 @@ from ..core.devices import KNOWN_DEVICES
 from ..core.registry import all_impls, get_impl
 from ..core.support import dtype_name, needed_features
 from ..core.values import check_int, check_positive_int, from_env, parse_number
-from ..impls import BUILTIN
+from ..impls import BUILTIN, COMPILING
 from .flops import lstm_flops
 from .lengths import DISTRIBUTIONS, draw_lengths
 
@@ -230,7 +230,7 @@ BENCH_GRID = Grid(
 # Small enough that every implementation runs in a few seconds on a 2-core CPU:
 # for `lstm-bench` with no arguments and for CI smoke runs.
 QUICK_GRID = Grid(
-    impls=BUILTIN,
+    impls=tuple(name for name in BUILTIN if name not in COMPILING),
     T=(10, 100),
     H=(64,),
     B=(1, 32),

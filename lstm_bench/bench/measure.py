@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import statistics
+import time
 
 import torch
 
@@ -91,6 +93,8 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     Before anything is timed, one call must give a sound result (`validated_result`).
     `instructions` also counts the CPU instructions of one forward+backward under
     callgrind (`lstm_bench.bench.instructions`), for the points that module accepts.
+    A kernel that compiles (a `cold_start` attribute on its function, e.g. `compiled`) is made
+    cold first; its first call's time less the warm median is recorded as `compile_s`.
     Raises ValueError naming the reason when `skip_reason(point)` is not None.
     An implementation registered without a forward/backward split gets its whole call
     timed as forward+backward; its forward times and memory figures are left empty.
@@ -103,7 +107,12 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     impl = get_impl(point.impl)
     case = point.case(seed)
     has_halves = impl.forward is not None
+    cold_start = getattr(impl.fn, "cold_start", None)  # a kernel that compiles: its first call compiles
+    if cold_start is not None:
+        cold_start()
+    first = time.perf_counter()
     result = validated_result(impl, case)
+    first_call_s = time.perf_counter() - first
 
     clock = ClockSampler.start(point.device)  # SM clock per repeat on CUDA; silent on the CPU
     if has_halves:
@@ -115,6 +124,7 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
         # the raw function, like step_fn's halves: no validation inside the timed region
         fb = lambda: (impl.fn(case), synchronize(case.device))  # noqa: E731
     forward_backward_s = time_fn(fb, device=point.device, repeats=repeats, warmup=warmup, clock=clock)
+    compile_s = None if cold_start is None else max(0.0, first_call_s - statistics.median(forward_backward_s))
     # CUDA only: graph replays, the backward's phases, the launch floor, the clocks (machine/gpu_timing.py)
     gpu = measure_gpu(impl, case, repeats=repeats, warmup=warmup, clock=clock) if point.device == "cuda" else None
 
@@ -136,4 +146,4 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
             note = f"not counted: {why}"
     return Measurement(forward_s=tuple(forward_s), forward_backward_s=tuple(forward_backward_s),
                        saved_bytes=saved, peak_bytes=peak, max_rel_error=err, backend=backend, load=load,
-                       instructions=count, instructions_note=note, gpu=gpu)
+                       instructions=count, instructions_note=note, gpu=gpu, compile_s=compile_s)

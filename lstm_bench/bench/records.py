@@ -59,6 +59,8 @@ class Measurement:
     gpu                             CUDA points only (`lstm_bench.machine.gpu_timing.GpuFigures`): the
                                     cache mode that ran (cold/warm), CUDA-graph replays, the
                                     backward's phases, the empty-launch time, SM clock and temperature
+    compile_s                       a compiling kernel's compile time: its cold first call less
+                                    the warm forward+backward median (seconds); None for others
     """
 
     forward_s: tuple[float, ...]
@@ -72,6 +74,7 @@ class Measurement:
     peak_gflops: float | None = None
     instructions_note: str = ""
     gpu: GpuFigures | None = None
+    compile_s: float | None = None
 
     @property
     def forward_median_s(self) -> float | None:
@@ -108,6 +111,8 @@ class Measurement:
             d["peak_gflops"] = self.peak_gflops
         if self.gpu is not None:
             d["gpu"] = self.gpu.to_json()
+        if self.compile_s is not None:
+            d["compile_s"] = self.compile_s
         return d
 
     @classmethod
@@ -130,6 +135,7 @@ class Measurement:
             peak_gflops=_optional("peak_gflops", d.get("peak_gflops"), float),
             instructions_note=str(d.get("instructions_note") or ""),
             gpu=GpuFigures.from_json(d["gpu"]) if d.get("gpu") is not None else None,
+            compile_s=_optional("compile_s", d.get("compile_s"), float),
         )
 
 

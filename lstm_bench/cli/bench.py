@@ -53,13 +53,15 @@ def sweep_table(results: ResultsFile) -> str:
                            for r in results.by_key().values())
     counted_notes: dict[str, list[str]] = {}  # instructions_note -> the points it is about
     has_configs = any(r.point.variant != PLAIN for r in results.by_key().values())
+    has_compile = any(r.measurement is not None and r.measurement.compile_s is not None
+                      for r in results.by_key().values())
     for rec in results.by_key().values():
         p = rec.point
         head = [p.impl, p.T, p.B, p.H, p.device] + ([p.dtype, p.variant.label] if has_configs else [])
         if rec.status == "skipped":
             continue
         if rec.status != "ok":
-            rows.append(head + ["-"] * (8 + has_instructions) + [f"{rec.status.upper()}: {rec.error}"])
+            rows.append(head + ["-"] * (8 + has_instructions + has_compile) + [f"{rec.status.upper()}: {rec.error}"])
             continue
         m = rec.measurement
         if not m.has_halves and p.impl not in no_halves:
@@ -85,10 +87,13 @@ def sweep_table(results: ResultsFile) -> str:
             row.append(f"{m.instructions:,}" if m.instructions is not None else "-")
             if m.instructions_note:
                 counted_notes.setdefault(m.instructions_note, []).append(f"{p.impl} T={p.T} B={p.B} H={p.H}")
+        if has_compile:
+            row.append(human_duration(m.compile_s) if m.compile_s is not None else "-")
         rows.append(row + ["ok"])
     headers = ["impl", "T", "B", "H", "device"] + (["dtype", "config"] if has_configs else []) + [
                "fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak",
-               "saved", "peak mem", "max rel err", "load"] + (["instructions"] if has_instructions else []) + ["status"]
+               "saved", "peak mem", "max rel err", "load"] + (["instructions"] if has_instructions else []) + (
+               ["compile"] if has_compile else []) + ["status"]
     out = table(headers, rows, left=(0, 4, -1) + ((5, 6) if has_configs else ()))
     notes = []
     if no_halves:
@@ -114,6 +119,9 @@ def sweep_table(results: ResultsFile) -> str:
     if loaded:
         notes.append(f"load: {loaded} point(s) measured under load (1-minute load average above the "
                      f"{results.env.get('cpu_count') or '?'} CPUs, or CPU steal above 2%): their times read high")
+    if has_compile:
+        notes.append("compile: a compiling implementation's cold first call less its warm median (the other "
+                     "columns are warm); '-' for implementations that do not compile")
     if has_instructions:
         notes.append("instructions: CPU instructions of one forward+backward under callgrind, one thread "
                      "(small CPU points only; '-' elsewhere)")

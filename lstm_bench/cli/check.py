@@ -25,6 +25,7 @@ from ..conformance.policy import MEASURED_MAX_T, AgreementReport
 from ..core.contract import check_dtype
 from ..core.devices import check_device
 from ..core.registry import available_impls, get_impl, resolve_impls
+from ..impls import COMPILING
 from ..core.support import Unsupported, dtype_name
 from ..machine.timing import set_threads
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, UsageError, add_impls, add_sizes, flatten,
@@ -241,7 +242,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     get_impl(args.reference)  # an unknown reference is bad input (exit 2), not a FAIL of every implementation
-    impls = resolve_impls(flatten(args.impl) or []) or available_impls(args.device)
+    impls = resolve_impls(flatten(args.impl) or []) or [n for n in available_impls(args.device) if n not in COMPILING]
     specs = specs_from_args(args)
     check_measured_lengths(specs, args.beyond_measured)
     set_threads(args.threads)

@@ -37,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def pytest_argv(args: argparse.Namespace) -> list[str]:
     """The pytest command line that `lstm-bench test` runs."""
     argv = ["--pyargs", "lstm_bench.conformance", "-p", "lstm_bench.conformance.plugin", "-p", "no:cacheprovider",
+            "-m", "",  # every gate, the PT2 family too, whatever a project's addopts deselect
             "--lstm-depth", args.depth, "--lstm-seed", str(args.seed), "--lstm-threads", str(args.threads)]
     for group in args.impl:
         for spec in group:

@@ -55,6 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "pt2: compiles (the PT2 gates, and kernels that compile: `cold_start`); "
+                                       "deselect with -m 'not pt2'")
     try:
         impls = tuple(resolve_impls(config.getoption("lstm_impl"))) or tuple(all_impls())
     except (ValueError, KeyError) as err:  # a kernel that cannot be loaded: one line, pytest's usage error
@@ -126,6 +128,8 @@ def _kernel_params(settings: Settings) -> list:
             elif device not in impl.devices:
                 marks.append(pytest.mark.skip(reason=f"implementation {name!r} runs on {list(impl.devices)}, "
                                                      f"not on {device}"))
+            if getattr(impl.fn, "cold_start", None) is not None:  # it compiles: slow, with the PT2 family
+                marks.append(pytest.mark.pt2)
             params.append(pytest.param((name, device), id=f"{name}-{device}", marks=marks))
     return params
 
