@@ -6,7 +6,9 @@ thread count fixed here. `time_fn` is the loop used by `measure_point` and the C
 """
 from __future__ import annotations
 
+import functools
 import gc
+import math
 import os
 import time
 from typing import Any, Callable
@@ -20,20 +22,48 @@ THREADS_ENV = "LSTM_BENCH_THREADS"
 MAX_DEFAULT_THREADS = 4
 
 
+def cpus_available() -> int:
+    """The CPUs this process may run on (its affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_for(cpus: int, others: float | None) -> int:
+    """The thread count for `cpus` CPUs of which other processes want `others` (None: unknown,
+    taken as none): the CPUs left free, rounded to the nearest, at least 1, at most 4.
+
+    Why not every CPU: an OpenMP parallel region ends at a barrier, so one of our threads
+    descheduled for a neighbour stalls the others for a scheduler time slice (milliseconds)
+    at every region. Beside one single-threaded busy loop on 2 CPUs, 2 threads made a
+    T=100 B=1 H=64 forward+backward several times slower than 1 thread did, which lost nothing
+    (docs/measurement.md, the command and figures)."""
+    free = cpus - (others or 0.0)
+    return max(1, min(MAX_DEFAULT_THREADS, cpus, math.floor(free + 0.5)))
+
+
+@functools.lru_cache(maxsize=1)
+def _threads_by_demand() -> int:
+    # Sampled once per process (0.2 s): a sweep keeps the count it started with, as its header says.
+    from .load import other_demand
+
+    return threads_for(cpus_available(), other_demand())
+
+
 def default_threads() -> int:
-    """$LSTM_BENCH_THREADS if set, else min(4, CPUs this process may run on).
+    """$LSTM_BENCH_THREADS if set, else the CPUs not busy with other processes when this
+    process first asked (`threads_for`: at least 1, at most 4).
 
     Capped at 4 so that results from bigger machines stay comparable with small ones,
     and fixed (not torch's default, which follows the machine's load-time settings).
+    A loaded machine gets fewer threads than a quiet one: compare results recorded with
+    the same thread count (the results header holds it), or pin it with --threads.
     """
     n = from_env(THREADS_ENV, parse_int, None)
     if n is not None:
         return n
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_THREADS, cpus))
+    return _threads_by_demand()
 
 
 def set_threads(n: int | None = None) -> int:
