@@ -147,8 +147,11 @@ class TimeLeft:
     """Seconds left: each point's modelled cost times its implementation's correction.
 
         left = sum over the points not done of f(impl) * model(point)
-        f(impl) = lower median of measured / modelled seconds over impl's points done so far,
-                  else over every point done, else 1 (the model alone)
+        f(impl) = lower median of measured / modelled seconds over impl's points done so far;
+                  for an implementation not seen yet, the lower median of 1 (the model) and
+                  every seen implementation's f: one outlier (a Python loop per gate runs
+                  5-10x the model) does not move the others, a machine slower than the model
+                  throughout does once two implementations say so
 
     The correction is per implementation because the model's error is (a Python loop per
     gate costs far more per step than the model's constant; a fused kernel less), and a
@@ -156,7 +159,9 @@ class TimeLeft:
     one figure per implementation, or a correction over seconds summed over the whole sweep,
     a main job on a 2-core machine read "~569 ms left" and then took 15 s (the prior of
     2 s pinned the correction near 1 while every implementation ran 5-30x the model).
-    Points that cost 0 (skipped) do not count."""
+    Points that cost 0 (skipped) do not count, nor does the sweep's first measured point while
+    there is no other: it also pays for the process's own set-up (thread pool, first float64
+    truth, compiled kernels loaded), so after it the model alone is the better guess."""
 
     def __init__(self, costs: Sequence[float], groups: Sequence[str] | None = None, *,
                  clock=time.perf_counter) -> None:
@@ -168,18 +173,28 @@ class TimeLeft:
         self.last = clock()
         self.done: set[int] = set()
         self.ratios: dict[str, list[float]] = {}
+        self.first: tuple[str, float] | None = None  # the sweep's first measured point: (group, ratio)
 
     def advance(self, index: int) -> None:
         """Point `index` finished now: its measured seconds are the time since the previous one finished."""
         now = self.clock()
         spent, self.last = now - self.last, now
         self.done.add(index)
-        if self.costs[index] > 0:
-            self.ratios.setdefault(self.groups[index], []).append(spent / self.costs[index])
+        if self.costs[index] <= 0:
+            return
+        if self.first is None:
+            self.first = (self.groups[index], spent / self.costs[index])
+            return
+        if self.first[0] not in self.ratios and self.first[0] == self.groups[index]:
+            self.ratios[self.first[0]] = [self.first[1]]  # its group has a second figure now: both count
+        self.ratios.setdefault(self.groups[index], []).append(spent / self.costs[index])
 
     def factor(self, group: str) -> float:
-        ratios = self.ratios.get(group) or [r for rs in self.ratios.values() for r in rs]
-        return lower_median(ratios) if ratios else 1.0
+        """The correction of `group`'s modelled seconds (class docstring)."""
+        if group in self.ratios:
+            return lower_median(self.ratios[group])
+        # not seen yet: the lower median of the seen groups' corrections and of the model's own 1
+        return lower_median([1.0] + [lower_median(r) for r in self.ratios.values()])
 
     def seconds_left(self) -> float:
         return sum(self.factor(g) * c for i, (c, g) in enumerate(zip(self.costs, self.groups)) if i not in self.done)
