@@ -101,5 +101,6 @@ def add_impls(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: $LSTM_BENCH_THREADS, "
-                                                             "else min(4, CPUs))")
+    parser.add_argument("--threads", type=positive_int,
+                        help="torch's CPU threads (default: $LSTM_BENCH_THREADS, else the CPUs that other processes "
+                             "leave free when the command starts, 1 to 4; docs/measurement.md)")

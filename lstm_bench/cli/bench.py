@@ -132,7 +132,7 @@ def sweep_table(results: ResultsFile) -> str:
         rows.append(row + ["ok"])
     headers = headers + ["fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak", "saved", "peak mem",
                          "max rel err", "err/bound", "load"] + (["instructions"] if has_instructions else []) + ["status"]
-    out = table(headers, rows, left=left + (-1,))
+    out = table(headers, rows, left=left + (-1,)) if rows else "(no point was measured or failed)"
     notes = []
     if no_halves:
         notes.append(f"fwd, saved, peak mem are '-' for {', '.join(no_halves)}: registered without forward/"
@@ -199,7 +199,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="nn.LSTM configurations (default plain): 'plain' or parts joined by '+' of L=<layers>, bi, "
                         "P=<proj_size>, len=padded-batch (variable lengths), e.g. L=2,bi,P=64,L=2+bi")
     p.add_argument("--quick", action="store_true", help="start from QUICK_GRID instead of BENCH_GRID")
-    p.add_argument("--grid", choices=sorted(NAMED_GRIDS), help="start from this named grid instead of BENCH_GRID")
+    p.add_argument("--grid", choices=sorted(NAMED_GRIDS), help="start from this named grid (default: BENCH_GRID, or QUICK_GRID with --quick)")
     p.add_argument("--out", help="results file (default lstm-bench-YYYYmmdd-HHMMSS.jsonl; an existing file is refused "
                                  "before anything runs, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue --out, skipping the points already in it")

@@ -96,7 +96,7 @@ class ProgressBar(SweepObserver):
         self.total, self.t0 = len(plan.todo), time.perf_counter()
         print(f"Sweep of {len(plan.points)} points ({plan.runnable} runnable here, "
               f"{len(plan.points) - len(plan.todo)} already in {plan.out}); {plan.settings.repeats} repeats, "
-              f"{plan.threads} threads. Results: {plan.out}", file=self.stream)
+              f"{plan.threads} thread{'s' if plan.threads != 1 else ''}. Results: {plan.out}", file=self.stream)
         if self.enabled and self.tty:
             self.progress = Progress(BarColumn(bar_width=20), MofNCompleteColumn(), TextColumn("{task.description}"),
                                      TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
