@@ -113,7 +113,7 @@ def procs_running() -> int | None:
     return None
 
 
-def other_demand(seconds: float = 0.2, samples: int = 20) -> float | None:
+def other_demand(seconds: float = 0.1, samples: int = 10) -> float | None:
     """How many CPUs other processes want right now: the mean of `procs_running()` over
     `samples` readings across `seconds`, less 1 for the sampling thread itself (ours do
     nothing meanwhile). None where /proc/stat has no such count (then nothing is assumed)."""

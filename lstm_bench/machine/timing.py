@@ -45,7 +45,7 @@ def threads_for(cpus: int, others: float | None) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _threads_by_demand() -> int:
-    # Sampled once per process (0.2 s): a sweep keeps the count it started with, as its header says.
+    # Sampled once per process (0.1 s): a sweep keeps the count it started with, as its header says.
     from .load import other_demand
 
     return threads_for(cpus_available(), other_demand())
