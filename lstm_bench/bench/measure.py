@@ -23,7 +23,7 @@ import torch
 
 from ..conformance.cases import CaseSpec
 from ..conformance.judge import Reference, judge_against_reference, truth_of
-from ..conformance.policy import AgreementReport
+from ..conformance.policy import AgreementReport, agreement
 from ..core.contract import Case, Result
 from ..core.registry import Impl, get_impl
 from ..core.support import Unsupported
@@ -83,10 +83,7 @@ def max_rel_error(impl: str | Impl, point: Point, *, seed: int = 0, case: Case |
     impl = get_impl(impl) if isinstance(impl, str) else impl
     case = point.case(seed) if case is None else case
     got = result if result is not None else impl(case)
-    truth = truth_of(case_spec(point, seed), point.device, ACCURACY_REFERENCE).truth
-    from ..conformance.policy import agreement
-
-    return agreement(got, truth).max_rel, got.backend
+    return agreement(got, reference_for(point, seed).truth).max_rel, got.backend
 
 
 def validated_result(impl: Impl, case: Case) -> Result:

@@ -5,7 +5,8 @@
                           ├─ Writer(out, header, resume)        lstm_bench.bench.results
                           └─ for each point not yet in `out`:
                                skip_reason(point)               lstm_bench.bench.grid
-                               measure_point(point, ...)        lstm_bench.bench.measure -> timing.time_fn
+                               measure_point(point, ...)        lstm_bench.bench.measure -> timing.time_fn,
+                                                                conformance.judge (a wrong result: failed)
                                impossible_reason(point, m, peak)   faster than the peak: failed, not ok
                                writer.point(PointRecord)        one fsync'ed line per point
 
@@ -155,10 +156,11 @@ class TimeLeft:
 
     The correction is per implementation because the model's error is (a Python loop per
     gate costs far more per step than the model's constant; a fused kernel less), and a
-    median because the first point of an implementation also pays its one-time set-up: with
-    one figure per implementation, or a correction over seconds summed over the whole sweep,
-    a main job on a 2-core machine read "~569 ms left" and then took 15 s (the prior of
-    2 s pinned the correction near 1 while every implementation ran 5-30x the model).
+    median because the first point of an implementation also pays its one-time set-up.
+    The estimate it replaces, one sweep-wide correction shrunk towards 1 by a prior of 2 s,
+    read "~569 ms left" in a main job that then took 15 s: the prior outweighed the few
+    seconds measured, while the reference ran 4-10x the model (tests/test_sweep.py replays
+    the ratios measured).
     Points that cost 0 (skipped) do not count, nor does the sweep's first measured point while
     there is no other: it also pays for the process's own set-up (thread pool, first float64
     truth, compiled kernels loaded), so after it the model alone is the better guess."""

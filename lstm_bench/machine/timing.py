@@ -17,6 +17,7 @@ import torch
 
 from ..core.devices import check_device
 from ..core.values import check_int, check_positive_int, from_env, parse_int
+from . import load
 
 THREADS_ENV = "LSTM_BENCH_THREADS"
 MAX_DEFAULT_THREADS = 4
@@ -36,9 +37,10 @@ def threads_for(cpus: int, others: float | None) -> int:
 
     Why not every CPU: an OpenMP parallel region ends at a barrier, so one of our threads
     descheduled for a neighbour stalls the others for a scheduler time slice (milliseconds)
-    at every region. Beside one single-threaded busy loop on 2 CPUs, 2 threads made a
-    T=100 B=1 H=64 forward+backward several times slower than 1 thread did, which lost nothing
-    (docs/measurement.md, the command and figures)."""
+    at every region. Beside one single-threaded busy loop on 2 CPUs, nn_lstm's forward+backward
+    at T=100 B=1 I=H=64 took 85-156 ms with 2 threads and 1.4-1.7 ms with 1; beside a 2-thread
+    matmul loop, 224-1922 ms and 1.6-9.7 ms (2-core AMD EPYC, load average 9-15 from other
+    jobs; docs/measurement.md has the commands)."""
     free = cpus - (others or 0.0)
     return max(1, min(MAX_DEFAULT_THREADS, cpus, math.floor(free + 0.5)))
 
@@ -46,9 +48,7 @@ def threads_for(cpus: int, others: float | None) -> int:
 @functools.lru_cache(maxsize=1)
 def _threads_by_demand() -> int:
     # Sampled once per process (0.1 s): a sweep keeps the count it started with, as its header says.
-    from .load import other_demand
-
-    return threads_for(cpus_available(), other_demand())
+    return threads_for(cpus_available(), load.other_demand())
 
 
 def default_threads() -> int:
