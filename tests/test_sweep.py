@@ -137,3 +137,21 @@ def test_the_cost_model_counts_the_verdicts_calls():
     # two draws judged, each a float64 truth and 2 perturbed float64 runs, each ~2 calls
     assert point_cost(p, judged, 200.0) - point_cost(p, timed, 200.0) == pytest.approx(12 * one)
     assert point_cost(Point("vectorised", 500, 32, 1024, 1024), judged, 200.0) > 50 * point_cost(p, judged, 200.0)
+
+
+def test_a_resumed_sweep_keeps_its_files_thread_count_by_default(tmp_path, monkeypatch):
+    # The default thread count follows the machine's load; resuming must not be refused for it.
+    from lstm_bench.machine import timing
+
+    monkeypatch.delenv("LSTM_BENCH_THREADS", raising=False)
+    out = tmp_path / "r.jsonl"
+    threads = torch.get_num_threads()
+    try:
+        run_sweep(TINY, out, settings=FAST, threads=1, peak=False)
+        monkeypatch.setattr(timing, "default_threads", lambda: 2)  # the machine looks quiet now
+        outcome = run_sweep(TINY, out, settings=FAST, peak=False, resume=True)
+    except ResultsError as err:
+        pytest.fail(f"resume refused: {err}")
+    finally:
+        torch.set_num_threads(threads)
+    assert outcome.results.env["threads"] == 1 and outcome.counts["resumed"] == 4

@@ -216,20 +216,22 @@ def run_sweep(grid: Grid, out: str | Path, *, settings: SweepSettings = SweepSet
 
     `out` must not exist, unless `resume`, which continues that file (refused when it was
     recorded under another torch, thread count, grid or settings). `threads` fixes torch's
-    CPU threads (default `timing.default_threads()`); `peak` measures (or reads the cached)
+    CPU threads (default: the file's count when resuming, else `timing.default_threads()`); `peak` measures (or reads the cached)
     matmul peak of each device and dtype swept, for "% of peak". A point that raises is
     recorded as failed and the sweep goes on. KeyboardInterrupt propagates once the file is
     closed: every finished point is in it, and `resume=True` continues from there.
     """
     observer = observer or SweepObserver()
     out = Path(out)
-    threads = set_threads(threads)
-    points = grid.points()
     # Fail on the file before spending seconds on the peak (Writer checks again, atomically).
     if resume:
-        load(check_appendable(out))
+        recorded = load(check_appendable(out)).env.get("threads")
+        if threads is None and isinstance(recorded, int) and recorded > 0:
+            threads = recorded  # the default follows the load, a resumed sweep its file's count
     else:
         check_new_output(out, hint="pass --resume to continue that sweep, or choose another --out")
+    threads = set_threads(threads)
+    points = grid.points()
     env = environment(threads=threads)
     runnable = [p for p in points if skip_reason(p) is None]
     details = peak_details({(p.device, p.dtype) for p in runnable}, threads, points=runnable) if peak else {}
