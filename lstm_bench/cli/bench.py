@@ -161,8 +161,8 @@ def sweep_table(results: ResultsFile) -> str:
                      f"median (IQR/median); rerun them on a quieter machine, or compare with `lstm-bench ab`")
     if oversubscribed:
         notes.append(f"OVERSUBSCRIBED: {len(oversubscribed)} point(s) measured while the machine was oversubscribed "
-                     f"(e.g. {oversubscribed[0]}): their times read high and may be garbage; rerun on a quieter "
-                     f"machine, or with fewer --threads")
+                     f"(e.g. {oversubscribed[0]}): their times read high and may be garbage; rerun them on a quieter "
+                     f"machine")
     if has_instructions:
         notes.append("instructions: CPU instructions of one forward+backward under callgrind, one thread "
                      "(small CPU points only; '-' elsewhere)")
