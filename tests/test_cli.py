@@ -354,6 +354,7 @@ def test_info_measures_the_peak_once_and_caches_it(capsys, monkeypatch, tmp_path
 
     calls = []
     monkeypatch.setattr(load, "load_average", lambda: 0.1)  # a figure measured under load is not cached
+    monkeypatch.setattr(load, "cpu_pressure_us", lambda: None)  # nor one under CPU pressure: none here
     monkeypatch.setattr(peak, "measure_peak",
                         lambda d, t, shapes=(): calls.append((d, t)) or peak.Peak(d, t, 123.0, "onednn"))
     for _ in range(2):
