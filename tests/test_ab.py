@@ -157,7 +157,7 @@ def test_a_worker_that_fails_is_one_line_naming_the_side_and_exit_2(tmp_path, ca
 @pytest.mark.parametrize("argv, message", [
     (["--base", "/no/such/python"], "--base /no/such/python: no such Python executable"),
     (["--new-env", "NOEQUALS"], "--new-env: expected NAME=VALUE, got 'NOEQUALS'"),
-    (["--dtype", "float8_e4m3fn"], "--dtype float8_e4m3fn: not a dtype an LSTM case can be made in"),
+    (["--dtype", "float8_e4m3fn"], "--dtype float8_e4m3fn: dtype 'float8_e4m3fn' is not one an LSTM case can be made in"),
     (["--pairs", "4", "--processes", "5"], "--processes 5 exceeds --pairs 4"),
     (["--device", "cuda"], "--device cuda: not available here"),
 ])
@@ -188,7 +188,7 @@ def test_a_json_in_a_folder_that_cannot_take_it_is_refused_before_any_worker_sta
     parent_is_a_file = tmp_path / "file"
     parent_is_a_file.write_text("")
     for target, message in ((tmp_path / "no" / "ab.json", "no such folder"),
-                            (parent_is_a_file / "ab.json", "no such folder")):
+                            (parent_is_a_file / "ab.json", "is not a folder")):
         code, out, err = run(capsys, "ab", "--base", sys.executable, "--new", sys.executable, "-T", "2", "-B", "1",
                              "-H", "4", "--json", target)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

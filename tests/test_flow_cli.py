@@ -61,7 +61,7 @@ def test_an_existing_out_dir_is_refused_before_the_work(monkeypatch, tmp_path, c
     (tmp_path / "flow.json").write_text("an earlier run's results")
     monkeypatch.setattr(study, "step_gradients", lambda *a, **k: pytest.fail("the study ran"))
     assert main([*TINY, "--no-plots", "--out-dir", str(tmp_path)]) == 2
-    assert "exists already" in capsys.readouterr().err
+    assert "already exists" in capsys.readouterr().err
     assert (tmp_path / "flow.json").read_text() == "an earlier run's results"
 
 

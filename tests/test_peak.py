@@ -51,6 +51,7 @@ def test_old_cached_peaks_are_not_reused_and_a_loaded_measurement_is_not_cached(
     from lstm_bench.machine import load
 
     monkeypatch.setattr(load, "cpu_times", lambda: None)
+    monkeypatch.setattr(load, "cpu_pressure_us", lambda: None)  # no PSI: the load average decides
     monkeypatch.setattr(load, "load_average", lambda: 9.0)  # busy: measured, used, not cached
     monkeypatch.setattr(peak, "measure_peak", lambda d, t, shapes=(): Peak(d, t, 250.0, "onednn"))
     assert matmul_peak("cpu", "float32", threads=1).gflops == 250.0

@@ -305,8 +305,8 @@ def _too_big_for_cpu(point: Point) -> str | None:
 # The table of exclusions. Each row was measured on a 2-core CPU (docs/benchmarks.md);
 # a point it matches is reported as skipped with the row's reason, never silently dropped.
 EXCLUSIONS: tuple[Exclusion, ...] = (
-    Exclusion(lambda p: "too slow: reference (per-gate, per-step textbook BPTT) at T=500, H=1024 is not worth "
-              "timing" if p.impl == "reference" and p.T >= 500 and p.H >= 1024 else None),
+    Exclusion(lambda p: f"too slow: reference (per-gate, per-step textbook BPTT) at T={p.T}, H={p.H} (from T=500, "
+              f"H=1024 up) is not worth timing" if p.impl == "reference" and p.T >= 500 and p.H >= 1024 else None),
     Exclusion(_too_big_for_cpu),
 )
 

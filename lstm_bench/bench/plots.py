@@ -8,6 +8,13 @@
 - ratio_to_nn_lstm.png  each implementation's median time divided by nn_lstm's at the same point,
                       against T, log y, with the line at 1 marking parity.
 
+A point measured while the machine was oversubscribed (`Measurement.oversubscribed`) is drawn
+with a red cross over its marker, and the legend says so: its time reads high.
+
+Charts are never written over an existing file: `occupied_charts` says which of `CHARTS` a
+folder already holds (the command refuses it, or makes a new folder), and each PNG is
+created exclusively.
+
 matplotlib is optional (`pip install "lstm-bench[plot]"`) and imported only here.
 """
 from __future__ import annotations
@@ -17,9 +24,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..machine.gpu import gpu_label
-from .results import ResultsFile
+from .results import ResultsError, ResultsFile
 
 BASELINE = "nn_lstm"
+CHARTS = ("time_vs_T.png", "time_vs_H.png", "memory_vs_T.png", f"ratio_to_{BASELINE}.png")
+OVERSUBSCRIBED = "oversubscribed: time reads high"
+OVERSUBSCRIBED_STYLE = {"color": "red", "marker": "x", "markersize": 9, "linestyle": "none", "zorder": 5}
+
+
+def occupied_charts(out_dir: str | Path) -> list[Path]:
+    """The charts of `CHARTS` that already exist in `out_dir` (plots are never overwritten)."""
+    return [Path(out_dir) / name for name in CHARTS if (Path(out_dir) / name).exists()]
 
 
 def pyplot():
@@ -43,8 +58,10 @@ def rows_of(results: ResultsFile) -> list[dict]:
     for rec in results.ok():
         m = rec.measurement
         q1, med, q3 = quartiles(m.forward_backward_s)
+        over = m.oversubscribed or (m.load.oversubscribed_reason() if m.load is not None else None)
         rows.append({**rec.point.as_dict(), "config": rec.point.variant.label, "median": med, "q1": q1, "q3": q3,
-                     "saved": m.saved_bytes, "peak": m.peak_bytes, "halves": m.has_halves})
+                     "saved": m.saved_bytes, "peak": m.peak_bytes, "halves": m.has_halves,
+                     "oversubscribed": bool(over)})
     return rows
 
 
@@ -83,7 +100,12 @@ def _finish(fig, axes, path: Path) -> Path:
         for h, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, h)
     fig.legend(list(seen.values()), list(seen.keys()), loc="outside right center", frameon=False, title="implementation")
-    fig.savefig(path, dpi=110)
+    path.parent.mkdir(parents=True, exist_ok=True)  # only once there is a chart to put in it
+    try:
+        with open(path, "xb") as f:  # exclusive: an existing chart is never replaced
+            fig.savefig(f, format="png", dpi=110)
+    except FileExistsError:
+        raise ResultsError(f"{path}: already exists (plots are never overwritten); choose another --out-dir") from None
     return path
 
 
@@ -174,6 +196,9 @@ def _time_series(x: str, impls: list[str], styles: dict):
             ys = [r["median"] * 1e3 for r in pts]
             yerr = [[(r["median"] - r["q1"]) * 1e3 for r in pts], [(r["q3"] - r["median"]) * 1e3 for r in pts]]
             out.append((name, xs, ys, {**styles[name], "linewidth": 1.5, "yerr": yerr}))
+        over = [r for r in sub if r["oversubscribed"]]
+        if over:
+            out.append((OVERSUBSCRIBED, [r[x] for r in over], [r["median"] * 1e3 for r in over], OVERSUBSCRIBED_STYLE))
         return out
     return series
 
@@ -184,17 +209,23 @@ def _case_of(row: dict) -> tuple:
 
 
 def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | None = None) -> list[Path]:
-    """Write the PNGs for `results` into `out_dir` (created); returns their paths.
+    """Write the PNGs for `results` into `out_dir` (created); returns their paths, empty when
+    nothing could be drawn.
 
-    Charts that cannot be drawn (a single value on their x axis, no memory figures,
-    no nn_lstm baseline) are left out and, when `notes` is given, explained there.
+    Charts that cannot be drawn (no measured point, a single value on their x axis, no
+    memory figures, no nn_lstm baseline) are left out and, when `notes` is given, explained
+    there. ResultsError, before anything is drawn, when `out_dir` already holds one of `CHARTS`.
     """
-    plt = pyplot()
+    occupied = occupied_charts(out_dir)
+    if occupied:
+        raise ResultsError(f"{occupied[0]}: already exists (plots are never overwritten); choose another --out-dir")
     rows = rows_of(results)
     if not rows:
-        raise ValueError(f"{results.path}: no successfully measured point to plot")
+        if notes is not None:
+            notes.append(f"nothing drawn: {results.path} holds no successfully measured point")
+        return []
+    plt = pyplot()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     impls = list(dict.fromkeys(r["impl"] for r in rows))
     styles = _impl_styles(impls)
     env = results.env
@@ -260,7 +291,7 @@ def plot_results(results: ResultsFile, out_dir: str | Path, notes: list[str] | N
                 style = {**styles[name], "linewidth": 2.5 if name == BASELINE else 1.5}
                 out.append((name, [r["T"] for r in pts], ys, style))
             return out
-        p = _line_chart(plt, rows, x="T", facet_keys=per_T, path=out / "ratio_to_nn_lstm.png",
+        p = _line_chart(plt, rows, x="T", facet_keys=per_T, path=out / f"ratio_to_{BASELINE}.png",
                         title=f"time relative to {BASELINE} at the same point (below 1: faster than {BASELINE}) "
                               f"- {where}",
                         ylabel=f"time / {BASELINE} time", series=ratio_series, hline=1.0, notes=notes)

@@ -61,6 +61,17 @@ class Measurement:
                                     backward's phases, the empty-launch time, SM clock and temperature
     compile_s                       a compiling kernel's compile time: its cold first call less
                                     the warm forward+backward median (seconds); None for others
+    worst_err_bound                 the verdict: the largest err/bound of the tolerance policy over
+                                    every tensor of the first call's and the last timed call's
+                                    results (`measure.measure_point`; <= 1 here, a larger one is a
+                                    failed point); None when not judged (--no-accuracy, or
+                                    `unjudged_reason`, or a file of lstm-bench < 0.2)
+    unjudged_reason                 why a point measured with accuracy on has no verdict (no
+                                    yardstick for its case: a low-precision case the vendor cannot
+                                    run, or H < 8); None when judged or not asked
+    oversubscribed                  why the machine was oversubscribed while the point was measured
+                                    (`lstm_bench.machine.load.Load.oversubscribed_reason`), or None:
+                                    its times read high and may be garbage
     """
 
     forward_s: tuple[float, ...]
@@ -75,6 +86,9 @@ class Measurement:
     instructions_note: str = ""
     gpu: GpuFigures | None = None
     compile_s: float | None = None
+    worst_err_bound: float | None = None
+    unjudged_reason: str | None = None
+    oversubscribed: str | None = None
 
     @property
     def forward_median_s(self) -> float | None:
@@ -113,12 +127,16 @@ class Measurement:
             d["gpu"] = self.gpu.to_json()
         if self.compile_s is not None:
             d["compile_s"] = self.compile_s
+        for name in ("worst_err_bound", "unjudged_reason", "oversubscribed"):
+            if getattr(self, name) is not None:
+                d[name] = getattr(self, name)
         return d
 
     @classmethod
     def from_json(cls, d: object) -> "Measurement":
         """From a stored record; ValueError naming the field. Fields older files also held are ignored;
-        fields newer ones add (load, instructions) may be missing."""
+        fields newer ones add (load, instructions, peak_gflops, worst_err_bound, unjudged_reason,
+        oversubscribed) may be missing."""
         if not isinstance(d, dict):
             raise ValueError(f"measurement must be an object, got {d!r}")
         fb = _seconds("forward_backward_s", d.get("forward_backward_s"))
@@ -136,12 +154,19 @@ class Measurement:
             instructions_note=str(d.get("instructions_note") or ""),
             gpu=GpuFigures.from_json(d["gpu"]) if d.get("gpu") is not None else None,
             compile_s=_optional("compile_s", d.get("compile_s"), float),
+            worst_err_bound=_optional("worst_err_bound", d.get("worst_err_bound"), float),
+            unjudged_reason=_optional("unjudged_reason", d.get("unjudged_reason"), str),
+            oversubscribed=_optional("oversubscribed", d.get("oversubscribed"), str),
         )
 
 
 @dataclass(frozen=True)
 class PointRecord:
-    """How one point of a sweep ended: ok with a measurement, failed with an error, or skipped with a reason."""
+    """How one point of a sweep ended: ok with a measurement, failed with an error, or skipped with a reason.
+
+    `worst_err_bound` of a failed record is the verdict that failed it (a wrong result:
+    err/bound > 1, inf for NaN/Inf), None for other failures; an ok record's verdict is its
+    measurement's (`err_bound`)."""
 
     point: Point
     status: str
@@ -149,6 +174,17 @@ class PointRecord:
     error: str = ""
     reason: str = ""
     time: str = ""
+    worst_err_bound: float | None = None
+
+    @property
+    def err_bound(self) -> float | None:
+        """The verdict's largest err/bound, whichever status; None when the point was not judged."""
+        return self.measurement.worst_err_bound if self.measurement is not None else self.worst_err_bound
+
+    @property
+    def oversubscribed(self) -> str | None:
+        """Why the machine was oversubscribed while this point was measured, or None (also when not measured)."""
+        return self.measurement.oversubscribed if self.measurement is not None else None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -173,6 +209,8 @@ class PointRecord:
             rec["measurement"] = self.measurement.to_json()
         if self.status == "failed":
             rec["error"] = self.error
+            if self.worst_err_bound is not None:
+                rec["worst_err_bound"] = self.worst_err_bound
         if self.status == "skipped":
             rec["reason"] = self.reason
         return rec
@@ -199,4 +237,5 @@ class PointRecord:
                 raise ValueError("an 'ok' point record needs a 'measurement' object")
             measurement = Measurement.from_json(rec["measurement"])
         return cls(point, rec["status"], measurement, error=str(rec.get("error") or ""),
-                   reason=str(rec.get("reason") or ""), time=str(rec.get("time") or ""))
+                   reason=str(rec.get("reason") or ""), time=str(rec.get("time") or ""),
+                   worst_err_bound=_optional("worst_err_bound", rec.get("worst_err_bound"), float))

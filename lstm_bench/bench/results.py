@@ -195,6 +195,33 @@ def load_many(spec: str | os.PathLike) -> list[ResultsFile]:
     return [load(f) for f in files]
 
 
+def check_new_output(path: str | os.PathLike, *, what: str = "results file", hint: str = "choose another --out") -> Path:
+    """`path` as a Path, once it is sure a new file or folder can be made there before any work
+    runs: ResultsError if it exists (outputs are never overwritten) or if its nearest existing
+    parent folder is not a folder or is not writable (the folders between are made later)."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise ResultsError(f"{path}: already exists; {hint} ({what}s are never overwritten)")
+    parent = path.parent
+    while not parent.exists():
+        if parent == parent.parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ResultsError(f"{path}: cannot write the {what} there: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ResultsError(f"{path}: cannot write the {what} there: folder {parent} is not writable")
+    return path
+
+
+def check_appendable(path: str | os.PathLike) -> Path:
+    """`path` as a Path, once it is sure the results file there can be appended to (--resume)."""
+    path = Path(path)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ResultsError(f"{path}: cannot resume, the file is not writable")
+    return path
+
+
 def make_header(env: dict, grid: dict, settings: dict, fingerprint: dict | None = None) -> dict:
     """The header line; `fingerprint` defaults to this machine's (`lstm_bench.machine.fingerprint`)."""
     return {"kind": "header", "format": FORMAT, "version": VERSION, "created": now(),

@@ -5,7 +5,8 @@
                           ├─ Writer(out, header, resume)        lstm_bench.bench.results
                           └─ for each point not yet in `out`:
                                skip_reason(point)               lstm_bench.bench.grid
-                               measure_point(point, ...)        lstm_bench.bench.measure -> timing.time_fn
+                               measure_point(point, ...)        lstm_bench.bench.measure -> timing.time_fn,
+                                                                conformance.judge (a wrong result: failed)
                                impossible_reason(point, m, peak)   faster than the peak: failed, not ok
                                writer.point(PointRecord)        one fsync'ed line per point
 
@@ -26,9 +27,9 @@ from ..machine.environment import environment
 from ..machine.peak import Peak, header_key, matmul_peak, peak_details
 from ..machine.timing import set_threads
 from .grid import Grid, Point, skip_reason
-from .measure import impossible_reason, measure_point
+from .measure import WrongResult, impossible_reason, measure_point
 from .records import PointRecord
-from .results import ResultsError, ResultsFile, Writer, load, make_header
+from .results import ResultsFile, Writer, check_appendable, check_new_output, load, make_header
 
 # 7 repeats a point keep the exact Mann-Whitney test of `compare` able to reach
 # alpha = 0.05 after Holm's correction over up to 86 points (min p = 2 / C(14, 7)).
@@ -104,53 +105,101 @@ class SweepOutcome:
         """A point of the file (this sweep's or an earlier one's) ended in failure."""
         return any(r.status == "failed" for r in self.results.by_key().values())
 
+    @property
+    def measured(self) -> bool:
+        """A point of the file (this sweep's or an earlier one's) was measured and judged ok."""
+        return any(r.status == "ok" for r in self.results.by_key().values())
+
 
 # The time-left estimate: a cost model of each point before anything is measured, then
-# corrected by the ratio of measured to modelled time of the points already done.
+# corrected per implementation by how far off it was on that implementation's points.
 STEP_OVERHEAD_S = 1e-4  # per time step of a forward+backward: ~20 small ops launched from Python
 FALLBACK_GFLOPS = 20.0  # achieved rate assumed where no matmul peak is known
 EFFICIENCY = 0.3  # achieved share of the matmul peak assumed for an LSTM step
 POINT_OVERHEAD_S = 0.05  # per point: making the case, the first call's allocations
+TRUTH_COST = 2.0  # one float64 autograd run, in calls of the point: twice the bytes, no fused path
+SENSITIVITY_RUNS = 2  # further float64 runs of the judge's sensitivity (conformance.policy.PERTURBATIONS)
 
 
 def point_cost(point: Point, settings: SweepSettings, peak_gflops: float | None) -> float:
     """Modelled seconds to measure `point`: calls x (GEMM FLOPs / rate + steps x per-step overhead).
 
     Calls: warm-up and repeats of the forward (a third of the work) and of forward+backward,
-    three for memory, and the accuracy check (the point's call plus a float64 reference
-    at about twice the cost)."""
+    three for memory, and the verdict: the first call, and the float64 truth and its
+    sensitivity of the two draws judged (each float64 run about twice a call;
+    `judge.reference_of`). Without accuracy, the one validating call."""
     rate = (peak_gflops * EFFICIENCY if peak_gflops else FALLBACK_GFLOPS) * 1e9
     steps = point.T * point.num_layers * (2 if point.bidirectional else 1)  # sequential steps run
     one = point.flops / rate + steps * STEP_OVERHEAD_S
     calls = (settings.warmup + settings.repeats) * (1 + 1 / 3)
     calls += 3 if settings.memory else 0
-    calls += 3 if settings.accuracy else 0
+    calls += 1 + (2 * TRUTH_COST * (1 + SENSITIVITY_RUNS) if settings.accuracy else 0)  # two draws judged
     return POINT_OVERHEAD_S + calls * one
 
 
+def lower_median(values: Sequence[float]) -> float:
+    """The median, or of an even count the lower of the two middle values (so that one slow
+    first point, which pays for imports and lazy initialisation, is outvoted by the second)."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 class TimeLeft:
-    """Seconds left from the model, scaled by how far off it was on the points done so far.
+    """Seconds left: each point's modelled cost times its implementation's correction.
 
-    left = f * model_left, f = (elapsed + K) / (model_done + K): K (the prior's weight, in
-    seconds) pulls f towards 1 while little has been measured, so that one slow first
-    point (imports, lazy initialisation) cannot multiply the estimate by 1000 as a pure
-    elapsed/FLOPs-done extrapolation does; as measured time accumulates it dominates."""
+        left = sum over the points not done of f(impl) * model(point)
+        f(impl) = lower median of measured / modelled seconds over impl's points done so far;
+                  for an implementation not seen yet, the lower median of 1 (the model) and
+                  every seen implementation's f: one outlier (a Python loop per gate runs
+                  5-10x the model) does not move the others, a machine slower than the model
+                  throughout does once two implementations say so
 
-    def __init__(self, costs: Sequence[float], *, clock=time.perf_counter, prior_s: float | None = None) -> None:
+    The correction is per implementation because the model's error is (a Python loop per
+    gate costs far more per step than the model's constant; a fused kernel less), and a
+    median because the first point of an implementation also pays its one-time set-up.
+    The estimate it replaces, one sweep-wide correction shrunk towards 1 by a prior of 2 s,
+    read "~569 ms left" in a main job that then took 15 s: the prior outweighed the few
+    seconds measured, while the reference ran 4-10x the model (tests/test_sweep.py replays
+    the ratios measured).
+    Points that cost 0 (skipped) do not count, nor does the sweep's first measured point while
+    there is no other: it also pays for the process's own set-up (thread pool, first float64
+    truth, compiled kernels loaded), so after it the model alone is the better guess."""
+
+    def __init__(self, costs: Sequence[float], groups: Sequence[str] | None = None, *,
+                 clock=time.perf_counter) -> None:
         self.costs = list(costs)
-        self.total = sum(self.costs)
-        self.done = 0.0
+        self.groups = list(groups) if groups is not None else [""] * len(self.costs)
+        if len(self.groups) != len(self.costs):
+            raise ValueError(f"TimeLeft: {len(self.groups)} groups for {len(self.costs)} costs")
         self.clock = clock
-        self.t0 = clock()
-        self.prior = max(2.0, 0.1 * self.total) if prior_s is None else prior_s
+        self.last = clock()
+        self.done: set[int] = set()
+        self.ratios: dict[str, list[float]] = {}
+        self.first: tuple[str, float] | None = None  # the sweep's first measured point: (group, ratio)
 
     def advance(self, index: int) -> None:
-        self.done += self.costs[index]
+        """Point `index` finished now: its measured seconds are the time since the previous one finished."""
+        now = self.clock()
+        spent, self.last = now - self.last, now
+        self.done.add(index)
+        if self.costs[index] <= 0:
+            return
+        if self.first is None:
+            self.first = (self.groups[index], spent / self.costs[index])
+            return
+        if self.first[0] not in self.ratios and self.first[0] == self.groups[index]:
+            self.ratios[self.first[0]] = [self.first[1]]  # its group has a second figure now: both count
+        self.ratios.setdefault(self.groups[index], []).append(spent / self.costs[index])
+
+    def factor(self, group: str) -> float:
+        """The correction of `group`'s modelled seconds (class docstring)."""
+        if group in self.ratios:
+            return lower_median(self.ratios[group])
+        # not seen yet: the lower median of the seen groups' corrections and of the model's own 1
+        return lower_median([1.0] + [lower_median(r) for r in self.ratios.values()])
 
     def seconds_left(self) -> float:
-        elapsed = self.clock() - self.t0
-        factor = (elapsed + self.prior) / (self.done + self.prior)
-        return max(0.0, factor * (self.total - self.done))
+        return sum(self.factor(g) * c for i, (c, g) in enumerate(zip(self.costs, self.groups)) if i not in self.done)
 
 
 def _release_memory(device: str) -> None:
@@ -167,21 +216,22 @@ def run_sweep(grid: Grid, out: str | Path, *, settings: SweepSettings = SweepSet
 
     `out` must not exist, unless `resume`, which continues that file (refused when it was
     recorded under another torch, thread count, grid or settings). `threads` fixes torch's
-    CPU threads (default `timing.default_threads()`); `peak` measures (or reads the cached)
+    CPU threads (default: the file's count when resuming, else `timing.default_threads()`); `peak` measures (or reads the cached)
     matmul peak of each device and dtype swept, for "% of peak". A point that raises is
     recorded as failed and the sweep goes on. KeyboardInterrupt propagates once the file is
     closed: every finished point is in it, and `resume=True` continues from there.
     """
     observer = observer or SweepObserver()
     out = Path(out)
-    threads = set_threads(threads)
-    points = grid.points()
     # Fail on the file before spending seconds on the peak (Writer checks again, atomically).
     if resume:
-        load(out)
-    elif out.exists():
-        raise ResultsError(f"{out}: already exists; pass --resume to continue that sweep, or choose another "
-                           f"--out (results are never overwritten)")
+        recorded = load(check_appendable(out)).env.get("threads")
+        if threads is None and isinstance(recorded, int) and recorded > 0:
+            threads = recorded  # the default follows the load, a resumed sweep its file's count
+    else:
+        check_new_output(out, hint="pass --resume to continue that sweep, or choose another --out")
+    threads = set_threads(threads)
+    points = grid.points()
     env = environment(threads=threads)
     runnable = [p for p in points if skip_reason(p) is None]
     details = peak_details({(p.device, p.dtype) for p in runnable}, threads, points=runnable) if peak else {}
@@ -193,7 +243,8 @@ def run_sweep(grid: Grid, out: str | Path, *, settings: SweepSettings = SweepSet
         counts["resumed"] = len(points) - len(todo)
         reasons = [skip_reason(p) for p in todo]
         plan = SweepPlan(out, points, todo, reasons, threads, settings)
-        clock = TimeLeft([0.0 if r else point_cost(p, settings, _gflops(details, p)) for p, r in zip(todo, reasons)])
+        clock = TimeLeft([0.0 if r else point_cost(p, settings, _gflops(details, p)) for p, r in zip(todo, reasons)],
+                         [p.impl for p in todo])
         observer.started(plan)
         try:
             for i, (point, reason) in enumerate(zip(todo, reasons)):
@@ -229,6 +280,9 @@ def _measure(point: Point, reason: str | None, threads: int, settings: SweepSett
                           instructions=settings.instructions and _instructions_ok(point))
     except KeyboardInterrupt:
         raise
+    except WrongResult as err:  # the verdict: a wrong result is a failed point, with its err/bound
+        _release_memory(point.device)
+        return PointRecord(point, "failed", error=str(err), worst_err_bound=err.worst)
     except Exception as err:  # OOM or a broken implementation: record it and go on
         _release_memory(point.device)
         return PointRecord(point, "failed", error=f"{type(err).__name__}: {err}".strip())

@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..bench.results import ResultsError, check_new_output
 from ..core.devices import available_devices
+from ..core.support import parse_dtype
 from ..core.values import parse_fraction, parse_int, parse_probability
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 5, 130
@@ -52,15 +53,13 @@ def error(msg: str) -> None:
 
 
 def new_output_dir(path: str | os.PathLike, flag: str) -> Path:
-    """Make the folder a command will write into, before the work: UsageError naming `flag` when
-    it exists already (another run's outputs are never replaced) or cannot be made."""
-    path = Path(path)
+    """Make the folder a command will write into, before the work (`results.check_new_output`, the one
+    check of a new output): UsageError naming `flag` when it exists already or cannot be made."""
     try:
-        path.mkdir(parents=True, exist_ok=False)
-    except FileExistsError:
-        raise UsageError(f"{flag} {path}: exists already; name a new folder (nothing was overwritten)") from None
-    except OSError as err:
-        raise UsageError(f"{flag} {path}: cannot make it: {err.strerror}") from None
+        path = check_new_output(path, what="folder", hint=f"name a new {flag}")
+        path.mkdir(parents=True)
+    except (ResultsError, OSError) as err:
+        raise UsageError(f"{flag} {err}") from None
     return path
 
 
@@ -118,19 +117,20 @@ def add_impls(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: $LSTM_BENCH_THREADS, "
-                                                             "else min(4, CPUs))")
+    parser.add_argument("--threads", type=positive_int,
+                        help="torch's CPU threads (default: $LSTM_BENCH_THREADS, else the CPUs that other processes "
+                             "leave free when the command starts, 1 to 4; docs/measurement.md)")
 
-
-# The dtypes an LSTM case is made in (`make_case`); float8 types have no arithmetic of their own in torch.
-DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def check_dtypes(dtypes) -> None:
-    """UsageError naming the first dtype that no case can be made in."""
+    """UsageError naming the first dtype that no case can be made in (`core.support.parse_dtype`, the one
+    parser of every command)."""
     for d in dtypes or ():
-        if d not in DTYPES:
-            raise UsageError(f"--dtype {d}: not a dtype an LSTM case can be made in; use one of {', '.join(DTYPES)}")
+        try:
+            parse_dtype(d)
+        except ValueError as err:
+            raise UsageError(f"--dtype {d}: {err}") from None
 
 
 def check_devices(requested, points) -> None:
@@ -157,17 +157,13 @@ def axes_from_args(args: argparse.Namespace) -> dict[str, tuple]:
     return axes
 
 
-def check_new_file(path: str, flag: str) -> None:
-    """Validate, before any work, a file a command will write at the end (`--json`): it must not exist
-    (results are never overwritten) and its folder must exist and take a new file (tried: a file is
-    created there and removed). UsageError naming the flag otherwise."""
-    if os.path.lexists(path):
-        raise UsageError(f"{flag} {path}: already exists (results are never overwritten)")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"{flag} {path}: no such folder {folder}")
+def check_new_file(path: str | os.PathLike, flag: str) -> Path:
+    """Validate, before any work, a file a command will write at the end (`--json`, `--markdown`):
+    `results.check_new_output`, with the error naming `flag` (UsageError, exit 2)."""
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".lstm-bench-probe-"):
-            pass
-    except OSError as err:
-        raise UsageError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err})") from None
+        path = check_new_output(path, what="output", hint=f"name a new {flag}")
+    except ResultsError as err:
+        raise UsageError(f"{flag} {err}") from None
+    if not path.absolute().parent.is_dir():  # written whole at the end, into a folder that must exist
+        raise UsageError(f"{flag} {path}: no such folder {path.absolute().parent}")
+    return path

@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from ..bench.gpu_report import gpu_notes, gpu_rows
-from ..bench.grid import BENCH_GRID, NAMED_GRIDS, PLAIN, QUICK_GRID, Grid, Variant
+from ..bench.grid import BENCH_GRID, NAMED_GRIDS, QUICK_GRID, Grid, Variant
 from ..bench.records import PointRecord
-from ..bench.results import ResultsFile, load
+from ..bench.results import ResultsFile, check_appendable, check_new_output, load
 from ..bench.spread import NOISY_SPREAD, is_noisy, quartiles
-from ..bench.sweep import DEFAULT_REPEATS, SweepSettings, run_sweep
+from ..bench.sweep import DEFAULT_REPEATS, SweepOutcome, SweepSettings, run_sweep
 from ..core.devices import available_devices
 from ..core.registry import resolve_impls
 from ..machine.gpu_timing import cache_mode
 from ..machine.peak import header_key
-from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, UsageError, add_impls, add_sizes, add_threads, arg_type,
-                   axes_from_args, check_devices, flatten, list_of, non_negative_int, positive_int)
-from .output import ProgressBar, human_bytes, human_duration, table
+from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, UsageError, add_impls, add_sizes, add_threads,
+                   arg_type, axes_from_args, check_devices, flatten, list_of, non_negative_int, positive_int)
+from .output import ProgressBar, human_bytes, human_duration, point_columns, table
 
 
 def grid_from_args(args: argparse.Namespace) -> Grid:
@@ -44,24 +44,31 @@ def _spread(samples) -> float:
 
 
 def sweep_table(results: ResultsFile) -> str:
-    """The sweep's table (one row per point that was not skipped), then what each empty cell means."""
+    """The sweep's table (one row per point that was not skipped), then what each empty cell means.
+
+    The point's columns are those of every table (`output.point_columns`); err/bound is the
+    verdict (the tolerance policy's largest err/bound, <= 1 passes); a time taken while the
+    machine was oversubscribed is marked OVERSUBSCRIBED, with the reason below the table."""
     peaks = results.env.get("matmul_peak_gflops", {})
     rows, no_halves = [], []
-    noisy = loaded = above = 0
+    noisy = above = 0
+    oversubscribed: list[str] = []
+    unjudged: dict[str, int] = {}
+    records = list(results.by_key().values())
     has_instructions = any(r.measurement is not None and (r.measurement.instructions is not None
-                                                          or r.measurement.instructions_note)
-                           for r in results.by_key().values())
+                                                          or r.measurement.instructions_note) for r in records)
     counted_notes: dict[str, list[str]] = {}  # instructions_note -> the points it is about
-    has_configs = any(r.point.variant != PLAIN for r in results.by_key().values())
-    has_compile = any(r.measurement is not None and r.measurement.compile_s is not None
-                      for r in results.by_key().values())
-    for rec in results.by_key().values():
+    has_compile = any(r.measurement is not None and r.measurement.compile_s is not None for r in records)
+    headers, point_cells, left = point_columns([r.point for r in records])
+    for rec in records:
         p = rec.point
-        head = [p.impl, p.T, p.B, p.H, p.device] + ([p.dtype, p.variant.label] if has_configs else [])
+        head = point_cells(p)
         if rec.status == "skipped":
             continue
         if rec.status != "ok":
-            rows.append(head + ["-"] * (8 + has_instructions + has_compile) + [f"{rec.status.upper()}: {rec.error}"])
+            bound = f"{rec.worst_err_bound:.3g}" if rec.worst_err_bound is not None else "-"
+            rows.append(head + ["-"] * 7 + [bound, "-"] + ["-"] * (has_instructions + has_compile)
+                        + [f"{rec.status.upper()}: {rec.error}"])
             continue
         m = rec.measurement
         if not m.has_halves and p.impl not in no_halves:
@@ -78,11 +85,19 @@ def sweep_table(results: ResultsFile) -> str:
         noisy_point = is_noisy(m.forward_backward_s)
         noisy += noisy_point
         load = m.load.load_max if m.load is not None else None
-        loaded += bool(m.load is not None and m.load.under_load)
-        row = head + [f"{human_duration(m.forward_backward_median_s)} {spread}" + (" NOISY" if noisy_point else ""),
+        # files of lstm-bench 0.2 hold the load but no mark: the rule of machine.load, applied now
+        over = m.oversubscribed or (m.load.oversubscribed_reason() if m.load is not None else None)
+        if over:
+            oversubscribed.append(over)
+        if m.unjudged_reason:
+            unjudged[m.unjudged_reason] = unjudged.get(m.unjudged_reason, 0) + 1
+        flags = (" NOISY" if noisy_point else "") + (" OVERSUBSCRIBED" if over else "")
+        bound = (f"{m.worst_err_bound:.3g}" if m.worst_err_bound is not None
+                 else "not judged" if m.unjudged_reason else "-")
+        row = head + [f"{human_duration(m.forward_backward_median_s)} {spread}" + flags,
                       human_duration(m.forward_median_s), f"{rec.gflops:.1f}", pct,
                       human_bytes(m.saved_bytes), human_bytes(m.peak_bytes),
-                      f"{err:.1e}" if err is not None else "-", f"{load:.1f}" if load is not None else "-"]
+                      f"{err:.1e}" if err is not None else "-", bound, f"{load:.1f}" if load is not None else "-"]
         if has_instructions:
             row.append(f"{m.instructions:,}" if m.instructions is not None else "-")
             if m.instructions_note:
@@ -90,11 +105,10 @@ def sweep_table(results: ResultsFile) -> str:
         if has_compile:
             row.append(human_duration(m.compile_s) if m.compile_s is not None else "-")
         rows.append(row + ["ok"])
-    headers = ["impl", "T", "B", "H", "device"] + (["dtype", "config"] if has_configs else []) + [
-               "fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak",
-               "saved", "peak mem", "max rel err", "load"] + (["instructions"] if has_instructions else []) + (
-               ["compile"] if has_compile else []) + ["status"]
-    out = table(headers, rows, left=(0, 4, -1) + ((5, 6) if has_configs else ()))
+    headers = headers + ["fwd+bwd (median ±IQR/2)", "fwd", "GFLOP/s", "% peak", "saved", "peak mem",
+                         "max rel err", "err/bound", "load"] + (["instructions"] if has_instructions else []) + (
+                         ["compile"] if has_compile else []) + ["status"]
+    out = table(headers, rows, left=left + (-1,)) if rows else "(no point was measured or failed)"
     notes = []
     if no_halves:
         notes.append(f"fwd, saved, peak mem are '-' for {', '.join(no_halves)}: registered without forward/"
@@ -104,7 +118,12 @@ def sweep_table(results: ResultsFile) -> str:
     if not settings.get("memory", True):
         notes.append("saved, peak mem: not measured (--no-memory)")
     if not settings.get("accuracy", True):
-        notes.append("max rel err: not measured (--no-accuracy)")
+        notes.append("max rel err, err/bound: not measured (--no-accuracy): these points were timed, not judged")
+    elif rows:
+        notes.append("err/bound: the verdict, the tolerance policy's largest error over its bound across outputs and "
+                     "gradients of the first call and of the last timed call (<= 1 passes, as in lstm-bench check)")
+    for why, n in unjudged.items():
+        notes.append(f"err/bound: {n} point(s) {why}")
     if not peaks and rows:
         notes.append("% peak: the matmul peak was not measured (--no-peak)")
     for key, detail in (results.env.get("matmul_peak") or {}).items():
@@ -116,9 +135,10 @@ def sweep_table(results: ResultsFile) -> str:
     if noisy:
         notes.append(f"NOISY: {noisy} point(s) whose repeats spread by more than {100 * NOISY_SPREAD:.0f}% of their "
                      f"median (IQR/median); rerun them on a quieter machine, or compare with `lstm-bench ab`")
-    if loaded:
-        notes.append(f"load: {loaded} point(s) measured under load (1-minute load average above the "
-                     f"{results.env.get('cpu_count') or '?'} CPUs, or CPU steal above 2%): their times read high")
+    if oversubscribed:
+        notes.append(f"OVERSUBSCRIBED: {len(oversubscribed)} point(s) measured while the machine was oversubscribed "
+                     f"(e.g. {oversubscribed[0]}): their times read high and may be garbage; rerun them on a quieter "
+                     f"machine")
     if has_compile:
         notes.append("compile: a compiling implementation's cold first call less its warm median (the other "
                      "columns are warm); '-' for implementations that do not compile")
@@ -183,14 +203,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="nn.LSTM configurations (default plain): 'plain' or parts joined by '+' of L=<layers>, bi, "
                         "P=<proj_size>, len=padded-batch (variable lengths), e.g. L=2,bi,P=64,L=2+bi")
     p.add_argument("--quick", action="store_true", help="start from QUICK_GRID instead of BENCH_GRID")
-    p.add_argument("--grid", choices=sorted(NAMED_GRIDS), help="start from this named grid instead of BENCH_GRID")
-    p.add_argument("--out", help="results file (default lstm-bench-YYYYmmdd-HHMMSS.jsonl; never overwritten)")
+    p.add_argument("--grid", choices=sorted(NAMED_GRIDS), help="start from this named grid (default: BENCH_GRID, or QUICK_GRID with --quick)")
+    p.add_argument("--out", help="results file (default lstm-bench-YYYYmmdd-HHMMSS.jsonl; an existing file is refused "
+                                 "before anything runs, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue --out, skipping the points already in it")
-    p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS)
-    p.add_argument("--warmup", type=non_negative_int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS,
+                   help=f"timed calls per point, of the forward and of forward+backward (default {DEFAULT_REPEATS}: "
+                        f"enough for compare's exact test over the grid)")
+    p.add_argument("--warmup", type=non_negative_int, default=1,
+                   help="untimed calls before the timed ones (default 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the timed case (default 0); the first, judged call runs on seed + 1")
     add_threads(p)
-    p.add_argument("--no-accuracy", action="store_true", help="skip the max-rel-error measurement")
+    p.add_argument("--no-accuracy", action="store_true",
+                   help="time without a verdict: no max rel err, no err/bound (default: every point is judged "
+                        "under the tolerance policy, and a wrong result fails it)")
     p.add_argument("--no-memory", action="store_true", help="skip the saved/peak memory measurement")
     p.add_argument("--no-peak", action="store_true", help="do not measure the matmul peak")
     p.add_argument("--instructions", action="store_true",
@@ -200,11 +227,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def exit_code(outcome: SweepOutcome) -> int:
+    """The sweep's part of the exit-code contract: 1 when a point of the file failed, 5 when no
+    point of it was measured (everything skipped), else 0."""
+    return EXIT_FAIL if outcome.failed else EXIT_OK if outcome.measured else EXIT_NOTHING
+
+
+NOTHING_MEASURED = f"lstm-bench: nothing was measured: every point was skipped (reasons above); exit {EXIT_NOTHING}"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise UsageError("--resume needs --out FILE, the results file of the sweep to continue")
     if args.quick and args.grid:
         raise UsageError("--quick and --grid both name the grid; give one")
+    out = Path(args.out or time.strftime("lstm-bench-%Y%m%d-%H%M%S.jsonl"))
+    # the output first: a sweep is never run to find that its file cannot be written
+    if args.resume:
+        check_appendable(out)
+    else:
+        check_new_output(out, hint="pass --resume to continue that sweep, or choose another --out")
     grid = grid_from_args(args)
     check_devices(flatten(args.device), grid.points())
     if any(p.device == "cuda" for p in grid.points()) and "cuda" in available_devices():
@@ -215,7 +257,6 @@ def run(args: argparse.Namespace) -> int:
         why = unavailable_reason()
         if why:
             raise UsageError(f"--instructions: {why}")
-    out = Path(args.out or time.strftime("lstm-bench-%Y%m%d-%H%M%S.jsonl"))
     settings = SweepSettings(repeats=args.repeats, warmup=args.warmup, seed=args.seed,
                              accuracy=not args.no_accuracy, memory=not args.no_memory,
                              instructions=args.instructions)
@@ -245,4 +286,7 @@ def run(args: argparse.Namespace) -> int:
                                           for k, v in peaks.items()))
     print(f"{counts['ok']} measured, {counts['failed']} failed, {counts['skipped']} skipped"
           + (f", {counts['resumed']} already in the file" if counts["resumed"] else "") + f"; results in {out}")
-    return EXIT_FAIL if outcome.failed else EXIT_OK
+    code = exit_code(outcome)
+    if code == EXIT_NOTHING:
+        print(NOTHING_MEASURED, file=sys.stderr)
+    return code

@@ -25,8 +25,8 @@ from ..conformance.policy import MEASURED_MAX_T, AgreementReport
 from ..core.contract import check_dtype
 from ..core.devices import check_device
 from ..core.registry import available_impls, get_impl, resolve_impls
-from ..impls import COMPILING
 from ..core.support import Unsupported, dtype_name
+from ..impls import COMPILING
 from ..machine.timing import set_threads
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, UsageError, add_impls, add_sizes, flatten,
                    list_of, positive_int)

@@ -69,6 +69,18 @@ def human_duration(s: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def point_columns(points: Collection[Point]):
+    """(headers, cells, left) for the columns that name a point in a table of `points`, the same in
+    every table: impl T B I H device dtype, then config when some point is not the plain LSTM.
+    cells(point) gives a row's; `left` holds the indices of the left-aligned (text) columns."""
+    has_configs = any(p.variant != PLAIN for p in points)
+    headers = ["impl", "T", "B", "I", "H", "device", "dtype"] + (["config"] if has_configs else [])
+
+    def cells(p: Point) -> list:
+        return [p.impl, p.T, p.B, p.I, p.H, p.device, p.dtype] + ([p.variant.label] if has_configs else [])
+    return headers, cells, (0, 5, 6) + ((7,) if has_configs else ())
+
+
 def point_label(point: Point) -> str:
     return (f"{point.impl} T={point.T} B={point.B} I={point.I} H={point.H} {point.device} {point.dtype}"
             + ("" if point.variant == PLAIN else f" {point.variant.label}"))
@@ -88,7 +100,7 @@ class ProgressBar(SweepObserver):
         self.total, self.t0 = len(plan.todo), time.perf_counter()
         print(f"Sweep of {len(plan.points)} points ({plan.runnable} runnable here, "
               f"{len(plan.points) - len(plan.todo)} already in {plan.out}); {plan.settings.repeats} repeats, "
-              f"{plan.threads} threads. Results: {plan.out}", file=self.stream)
+              f"{plan.threads} thread{'s' if plan.threads != 1 else ''}. Results: {plan.out}", file=self.stream)
         if self.enabled and self.tty:
             self.progress = Progress(BarColumn(bar_width=20), MofNCompleteColumn(), TextColumn("{task.description}"),
                                      TimeElapsedColumn(), TextColumn("{task.fields[left]}"),

@@ -9,7 +9,9 @@ not ("warm"; $LSTM_BENCH_CUDA_CACHE or `cache=`).
 """
 from __future__ import annotations
 
+import functools
 import gc
+import math
 import os
 import time
 from typing import Any, Callable
@@ -18,6 +20,7 @@ import torch
 
 from ..core.devices import check_device
 from ..core.values import check_int, check_positive_int, from_env, parse_int
+from . import load
 from .gpu import ClockSampler
 from .gpu_timing import L2Flush, cache_mode, event_times
 
@@ -25,20 +28,47 @@ THREADS_ENV = "LSTM_BENCH_THREADS"
 MAX_DEFAULT_THREADS = 4
 
 
+def cpus_available() -> int:
+    """The CPUs this process may run on (its affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_for(cpus: int, others: float | None) -> int:
+    """The thread count for `cpus` CPUs of which other processes want `others` (None: unknown,
+    taken as none): the CPUs left free, rounded to the nearest, at least 1, at most 4.
+
+    Why not every CPU: an OpenMP parallel region ends at a barrier, so one of our threads
+    descheduled for a neighbour stalls the others for a scheduler time slice (milliseconds)
+    at every region. Beside one single-threaded busy loop on 2 CPUs, nn_lstm's forward+backward
+    at T=100 B=1 I=H=64 took 85-156 ms with 2 threads and 1.4-1.7 ms with 1; beside a 2-thread
+    matmul loop, 224-1922 ms and 1.6-9.7 ms (2-core AMD EPYC, load average 9-15 from other
+    jobs; docs/measurement.md has the commands)."""
+    free = cpus - (others or 0.0)
+    return max(1, min(MAX_DEFAULT_THREADS, cpus, math.floor(free + 0.5)))
+
+
+@functools.lru_cache(maxsize=1)
+def _threads_by_demand() -> int:
+    # Sampled once per process (0.1 s): a sweep keeps the count it started with, as its header says.
+    return threads_for(cpus_available(), load.other_demand())
+
+
 def default_threads() -> int:
-    """$LSTM_BENCH_THREADS if set, else min(4, CPUs this process may run on).
+    """$LSTM_BENCH_THREADS if set, else the CPUs not busy with other processes when this
+    process first asked (`threads_for`: at least 1, at most 4).
 
     Capped at 4 so that results from bigger machines stay comparable with small ones,
     and fixed (not torch's default, which follows the machine's load-time settings).
+    A loaded machine gets fewer threads than a quiet one: compare results recorded with
+    the same thread count (the results header holds it), or pin it with --threads.
     """
     n = from_env(THREADS_ENV, parse_int, None)
     if n is not None:
         return n
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_THREADS, cpus))
+    return _threads_by_demand()
 
 
 def set_threads(n: int | None = None) -> int:
