@@ -136,3 +136,15 @@ def test_a_declared_fast_math_kernel_gets_the_fast_math_floor_and_no_more(declar
 def test_approximate_activations_names_known_devices():
     with pytest.raises(ValueError, match="approximate_activations names unknown device 'tpu'"):
         register_impl("bad_fast", _moved_by(0), approximate_activations=("tpu",))
+
+
+def test_a_float32_result_computed_in_tf32_is_judged_with_tf32s_eps_and_no_looser():
+    from lstm_bench.conformance.judge import judge_result, reference_of
+
+    case = make_case(5, 3, 4, 6, seed=4)
+    ref = reference_of(case)
+    tf32_like = _moved_by(2.0 ** -11 / EPS32)(case)  # 5e-4 of scale: what TF32 did on the H200
+    assert not judge_result(tf32_like, ref, torch.float32).passed
+    assert judge_result(tf32_like, ref, torch.float32, tf32=True).passed
+    assert not judge_result(_moved_by(0.05 / EPS32)(case), ref, torch.float32, tf32=True).passed  # 5 %: wrong
+    assert not judge_result(tf32_like.to(torch.float64), ref, torch.float64, tf32=True).passed  # float64 stays float64

@@ -186,7 +186,8 @@ def judge_tensor(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, sen
 
 
 def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = None,
-              sensitivity: dict[str, float] | None = None, title: str = "", floor: float = FLOOR) -> AgreementReport:
+              sensitivity: dict[str, float] | None = None, title: str = "", floor: float = FLOOR,
+              eps: float | None = None) -> AgreementReport:
     """Judge every tensor of `result` against `reference` (outputs, final states, every gradient).
 
     `dtype` is the checked dtype, whose eps sets the floor: the case's (default: the
@@ -199,7 +200,7 @@ def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = 
             raise ValueError(f"agreement: {who} must be an lstm_bench.Result, got {type(r).__name__}")
     dtype = result.output.dtype if dtype is None else dtype
     a, b = result.tensors(), reference.tensors()
-    eps = torch.finfo(dtype).eps
+    eps = torch.finfo(dtype).eps if eps is None else eps  # TF32_EPS for float32 computed in TF32
     sens = sensitivity or {}
     rows = [judge_tensor(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0), floor=floor) for k in b]
     return AgreementReport(rows, dtype=dtype_name(dtype), title=title, backend=result.backend or "")

@@ -20,10 +20,12 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..core.contract import Case, Result, check_result
+from ..core.devices import tf32_active
 from ..core.registry import Impl
+from . import judge
 from .cases import CaseSpec
 from .judge import Reference
-from .policy import AgreementReport, agreement, vendor_relative
+from .policy import AgreementReport
 
 NO_TRACEABLE = ("{name} is a plain function case -> Result: it computes its own gradients, so there is nothing "
                 "for torch.compile to take hold of (ship it as a custom op or a module: lstm_bench.adapters)")
@@ -75,12 +77,13 @@ def strict_dynamo() -> Iterator[None]:
         yield
 
 
-def judge_result(result: Result, case: Case, ref: Reference, title: str) -> AgreementReport:
-    """`result` on `case` against its reference, under the tolerance policy (as `judge_against_reference`)."""
+def judge_result(result: Result, case: Case, ref: Reference, title: str, impl: Impl | None = None) -> AgreementReport:
+    """`result` on `case` against its reference, under the tolerance policy as `judge_against_reference`
+    applies it (`judge.judge_result`: the kernel's declared approximate activations, TF32 when allowed)."""
     check_result(result, case, title)
-    if ref.vendor is not None:
-        return vendor_relative(result, ref.vendor, ref.truth, dtype=case.dtype, title=title)
-    return agreement(result, ref.truth, dtype=case.dtype, sensitivity=ref.sensitivity, title=title)
+    approximate = impl is not None and case.device.type in impl.support.approximate_on
+    return judge.judge_result(result, ref, case.dtype, approximate=approximate, tf32=tf32_active(case.device),
+                              title=title)
 
 
 def compiled_result(impl: Impl, spec: CaseSpec, device: str) -> tuple[Result, list[str]]:

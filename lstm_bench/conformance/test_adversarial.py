@@ -50,7 +50,8 @@ def test_result_after_timing_loop(lstm_kernel):
         time_fn(call, device=lstm_kernel.device, repeats=3, warmup=1)
         report = judge_result(last["result"], current.make(lstm_kernel.device), truth_of(current, lstm_kernel.device),
                               title=f"{lstm_kernel.name}: the last call of a timing loop | {current.id}" + (
-                                  " (the inputs' contents replaced in the same buffers)" if current is other else ""))
+                                  " (the inputs' contents replaced in the same buffers)" if current is other else ""),
+                              impl=lstm_kernel.impl)
         assert report.passed, str(report)
 
 
@@ -93,5 +94,6 @@ def test_no_work_left_on_a_side_stream(lstm_kernel):
     changed = [k for k, v in result.tensors().items() if not torch.equal(v, early[k])]
     assert not changed, (f"{lstm_kernel.name}: {', '.join(changed)} changed after the call returned (work left on "
                          f"another stream, not ordered before the caller's)")
-    report = judge_result(result, case, truth_of(spec, "cuda"), title=f"{lstm_kernel.name} | {spec.id}")
+    report = judge_result(result, case, truth_of(spec, "cuda"), title=f"{lstm_kernel.name} | {spec.id}",
+                          impl=lstm_kernel.impl)
     assert report.passed, str(report)

@@ -68,7 +68,8 @@ def test_compiled_agrees_with_float64_truth(lstm_kernel, pt2_specs):
     spec = _traceable_spec(lstm_kernel, pt2_specs)
     result, modified = compiled_result(lstm_kernel.impl, spec, lstm_kernel.device)
     report = judge_result(result, spec.make(lstm_kernel.device), truth_of(spec, lstm_kernel.device),
-                          title=f"{lstm_kernel.name} under torch.compile (inductor) vs float64 | {spec.id}")
+                          title=f"{lstm_kernel.name} under torch.compile (inductor) vs float64 | {spec.id}",
+                          impl=lstm_kernel.impl)
     report.problems += [f"modified case.{name} in place (inputs are read-only)" for name in modified]
     assert report.passed, str(report)
 
@@ -106,7 +107,7 @@ def test_cuda_graph_replay(lstm_kernel, pt2_specs):
                 static.tensors()[name].copy_(t)
         graph.replay()
         torch.cuda.synchronize()
-        report = judge_result(out, current.make("cuda"), truth_of(current, "cuda"),
+        report = judge_result(out, current.make("cuda"), truth_of(current, "cuda"), impl=lstm_kernel.impl,
                               title=f"{lstm_kernel.name} replayed from a CUDA graph | {current.id}"
                                     + (" (inputs' contents changed after capture)" if current is other else ""))
         assert report.passed, str(report)

@@ -31,6 +31,13 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def tf32_active(device: str | torch.device) -> bool:
+    """Whether float32 work on `device` may run in TF32 now (CUDA, with TF32 allowed for matmuls
+    or cuDNN; torch allows it for cuDNN by default), so its results carry TF32's precision."""
+    return (torch.device(device).type == "cuda"
+            and bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32))
+
+
 @contextlib.contextmanager
 def tf32(enabled: bool) -> Iterator[None]:
     """TF32 for CUDA matmuls and cuDNN set to `enabled` inside the block, restored after; a no-op
