@@ -22,6 +22,7 @@ from ..core.registry import all_impls, get_impl
 from ..core.support import dtype_name, needed_features
 from ..core.values import check_int, check_positive_int, from_env, parse_number
 from ..impls import BUILTIN, COMPILING
+from ..impls.slowdown import SLOWED_IMPL, register_slowed, register_slowed_from_env
 from .flops import lstm_flops
 from .lengths import DISTRIBUTIONS, draw_lengths
 
@@ -348,8 +349,6 @@ def grid_from_env(variable: str, default: str) -> Grid:
     The study grid's implementation is registered too (`lstm_bench.impls.slowdown`): slowed by
     $LSTM_BENCH_INJECT_SLOWDOWN when that is set, else unslowed when the study grid is asked for.
     """
-    from ..impls.slowdown import SLOWED_IMPL, register_slowed, register_slowed_from_env
-
     name = from_env(variable, str.strip, default)
     if name not in NAMED_GRIDS:
         raise ValueError(f"${variable} must be one of {sorted(NAMED_GRIDS)}, got {name!r}")

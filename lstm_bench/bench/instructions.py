@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..core.values import check_int
+from ..impls import BUILTIN
 from .grid import Point
 
 TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate")
@@ -88,8 +90,6 @@ def unavailable_reason() -> str | None:
 
 def ineligible_reason(point: Point) -> str | None:
     """Why `point` is not instruction-counted, or None when it is (small CPU points only; module docstring)."""
-    from ..impls import BUILTIN
-
     if point.device != "cpu":
         return f"instruction counts are for CPU points, not {point.device}"
     if point.flops > MAX_FLOPS or point.T > MAX_T:
@@ -202,8 +202,6 @@ def count_instructions(point: Point, *, seed: int = 0, number: int = DEFAULT_NUM
     `backend`: the `Result.backend` of the timed run, whose vectorised route is then counted
     (module docstring). InstructionsUnavailable naming the reason when valgrind is missing or the
     point is not eligible; InstructionsFailed with a one-line reason when the callgrind run fails."""
-    from ..core.values import check_int
-
     check_int("number", number, 1)
     check_int("repeats", repeats, 1)
     reason = unavailable_reason() or ineligible_reason(point)

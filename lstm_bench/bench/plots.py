@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from ..machine.gpu import gpu_label
 from .results import ResultsError, ResultsFile
+from .spread import quartiles
 
 BASELINE = "nn_lstm"
 CHARTS = ("time_vs_T.png", "time_vs_H.png", "memory_vs_T.png", f"ratio_to_{BASELINE}.png")
@@ -52,8 +53,6 @@ def pyplot():
 
 def rows_of(results: ResultsFile) -> list[dict]:
     """One flat row per successfully measured point: sizes, median and quartiles of the time, memory."""
-    from .spread import quartiles
-
     rows = []
     for rec in results.ok():
         m = rec.measurement

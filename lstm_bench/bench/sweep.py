@@ -27,6 +27,7 @@ from ..machine.environment import environment
 from ..machine.peak import Peak, header_key, matmul_peak, peak_details
 from ..machine.timing import set_threads
 from .grid import Grid, Point, skip_reason
+from .instructions import ineligible_reason, unavailable_reason
 from .measure import WrongResult, impossible_reason, measure_point
 from .records import PointRecord
 from .results import ResultsFile, Writer, check_appendable, check_new_output, load, make_header
@@ -297,6 +298,4 @@ def _measure(point: Point, reason: str | None, threads: int, settings: SweepSett
 
 
 def _instructions_ok(point: Point) -> bool:
-    from .instructions import ineligible_reason, unavailable_reason
-
     return unavailable_reason() is None and ineligible_reason(point) is None

@@ -13,8 +13,10 @@
     lstm-bench report RESULTS...    report.py    markdown (a PR comment) or HTML (plots embedded), per machine
 
 Shared: args.py (exit codes, errors, argument types), output.py (tables, units, progress).
-Exit codes: 0 fine, 1 a check failed / a point failed / a regression, 2 bad input (one
-line on stderr, never a traceback; set LSTM_BENCH_DEBUG=1 for one), 130 interrupted.
+Exit codes, the same for every command (args.py): 0 something judged or measured and all
+passed, 1 a check failed / a point failed / a regression, 2 bad input (one line on stderr,
+never a traceback; set LSTM_BENCH_DEBUG=1 for one), 3 inconclusive, 5 nothing run, judged or
+measured, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                     description="A benchmark and regression harness for LSTM backpropagation through time: "
                                 "are the gradients right, and did speed or memory regress?",
                     epilog="With no command: agreement check of every implementation, then a quick sweep. "
-                           "Exit codes: 0 fine, 1 a check or point failed or a regression, 2 bad input, "
-                           "130 interrupted.")
+                           "Exit codes: 0 something judged or measured and all passed, 1 a check or point failed or "
+                           "a regression, 2 bad input, 3 inconclusive, 5 nothing run or measured, 130 interrupted.")
     main_job.add_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:

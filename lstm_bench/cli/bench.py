@@ -14,6 +14,7 @@ from typing import Any
 
 from ..bench.gpu_report import gpu_notes, gpu_rows
 from ..bench.grid import BENCH_GRID, NAMED_GRIDS, QUICK_GRID, Grid, Variant
+from ..bench.instructions import unavailable_reason
 from ..bench.records import PointRecord
 from ..bench.results import ResultsFile, check_appendable, check_new_output, load
 from ..bench.spread import NOISY_SPREAD, is_noisy, quartiles
@@ -252,8 +253,6 @@ def run(args: argparse.Namespace) -> int:
     if any(p.device == "cuda" for p in grid.points()) and "cuda" in available_devices():
         cache_mode()  # a bad $LSTM_BENCH_CUDA_CACHE: one line and exit 2, not every CUDA point failed
     if args.instructions:
-        from ..bench.instructions import unavailable_reason
-
         why = unavailable_reason()
         if why:
             raise UsageError(f"--instructions: {why}")

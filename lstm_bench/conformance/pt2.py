@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..adapters.traceable import gradients
 from ..core.contract import Case, Result, check_result
 from ..core.devices import tf32_active
 from ..core.registry import Impl
@@ -95,8 +96,6 @@ def compiled_result(impl: Impl, spec: CaseSpec, device: str) -> tuple[Result, li
 
 @functools.lru_cache(maxsize=64)
 def _compiled(fn: Any, name: str, spec: CaseSpec, device: str) -> tuple[Result, list[str]]:
-    from ..adapters.traceable import gradients
-
     case = spec.make(device)
     pristine = case.clone()
     with torch.enable_grad(), strict_dynamo():

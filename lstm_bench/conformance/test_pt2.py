@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from lstm_bench.conformance.judge import truth_of
+from lstm_bench.conformance.plugin import SETTINGS
 from lstm_bench.conformance.pt2 import (NO_TRACEABLE, compiled_result, graph_breaks, judge_result, pt2_groups,
                                         traceable_of)
 
@@ -34,8 +35,6 @@ OPCHECK_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor",
 
 def pytest_generate_tests(metafunc):
     if "pt2_specs" in metafunc.fixturenames:
-        from lstm_bench.conformance.plugin import SETTINGS
-
         depth = metafunc.config.stash[SETTINGS].depth if SETTINGS in metafunc.config.stash else "default"
         groups = pt2_groups(depth)
         metafunc.parametrize("pt2_specs", groups, ids=[g[0].id if len(g) == 1 else "first-supported"
