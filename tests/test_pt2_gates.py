@@ -17,18 +17,22 @@ from lstm_bench.conformance.cases import CaseSpec
 from lstm_bench.testing import judge
 
 KERNELS = Path(__file__).parent / "kernels"
+KEPT = {"torch", "sympy", "mpmath", "triton", "functorch", "filelock", "jinja2", "networkx"}  # across in-process runs
 
 
 @pytest.fixture
 def keep_torch_modules(monkeypatch):
     """pytester restores sys.modules after each in-process run and at its teardown, dropping the
     modules imported meanwhile; torch's compiler modules register torch.library namespaces on
-    import, which cannot be registered twice. Keep torch's modules (set up before pytester)."""
+    import, which cannot be registered twice; and the compiler's sympy, re-imported after a restore,
+    makes a second `Expr` class that the first run's symbols are not instances of ("Can only compare
+    inequalities with Expr" in every later compile of the process). Keep torch's and the libraries
+    it compiles with (set up before pytester)."""
     from _pytest.pytester import SysModulesSnapshot
 
     init = SysModulesSnapshot.__init__
     monkeypatch.setattr(SysModulesSnapshot, "__init__", lambda self, preserve=None: init(
-        self, preserve=lambda name: name.startswith("torch") or bool(preserve and preserve(name))))
+        self, preserve=lambda name: name.split(".")[0] in KEPT or bool(preserve and preserve(name))))
 
 
 @pytest.fixture
