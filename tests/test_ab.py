@@ -85,6 +85,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_identical_code_is_no_change_and_a_known_slowdown_exits_1(tmp_path, capsys, monkeypatch, old_lstm_bench):
     (tmp_path / "abkernel.py").write_text(textwrap.dedent(KERNEL))
     monkeypatch.chdir(tmp_path)
@@ -195,6 +196,7 @@ def test_a_json_in_a_folder_that_cannot_take_it_is_refused_before_any_worker_sta
     assert not started
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_ctrl_c_keeps_the_table_and_the_json_of_what_finished(tmp_path, capsys, monkeypatch):
     """Interrupted after 3 of 6 rounds: the verdict of the pairs so far is printed and written, exit 130."""
     from lstm_bench.cli import ab as ab_cli
@@ -222,6 +224,7 @@ def test_parse_env():
         parse_env(["=1"], "--base-env")
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_worker_protocol_survives_output_of_the_code_under_test(tmp_path):
     """A kernel that prints on stdout (from Python and from C) cannot corrupt the protocol."""
     (tmp_path / "noisy.py").write_text("import os\nprint('chatty import')\nos.write(1, b'raw bytes\\n')\n")
@@ -289,6 +292,7 @@ def test_both_sides_time_the_points_configuration_not_a_plain_lstm(tmp_path, mon
     assert all(c == [2, True, 2, point.sequence_lengths().tolist()] for c in calls), calls
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_a_wrong_new_result_fails_the_comparison_and_a_wrong_base_is_named(tmp_path, capsys):
     """NaN, bf16-rounded gradients and a cached first result in NEW each fail their point (exit 1), judged
     under the tolerance policy before and after the timing; a wrong BASE is said to be BASE's. Before the

@@ -336,6 +336,7 @@ def test_plot_writes_pngs(tmp_path, capsys):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_the_main_job_checks_every_path_then_sweeps_quick_grid(tmp_path, capsys):
     # `lstm-bench` with no arguments is the README's "run it" command.
     from lstm_bench.bench.grid import QUICK_GRID

@@ -34,6 +34,8 @@ from lstm_bench.machine.fingerprint import fingerprint
 from lstm_bench.report.fleet import merge_asv_results
 from lstm_bench.report.html import render_html
 
+pytestmark = pytest.mark.slow  # a browser and asv: run by .ci/run, not by the quick `python -m pytest -n auto`
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARK = "bench_lstm.TimeStep.time_forward_backward"
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b", "stats_q_25",

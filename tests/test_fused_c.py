@@ -65,6 +65,7 @@ def test_c_self_test_passes_as_built(tmp_path):
     assert ran.returncode == 0 and "fused self-test ok" in ran.stdout, ran.stdout + ran.stderr
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_c_self_test_passes_under_the_sanitizers(tmp_path):
     cc = _cc()
     reason = _sanitizer_reason(cc, tmp_path)

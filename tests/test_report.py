@@ -102,6 +102,7 @@ def test_report_reads_compare_json_and_writes_a_new_file_only(tmp_path, capsys):
     assert code == 2 and "nor is it the JSON of compare/ab --json" in err
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_ab_writes_a_markdown_report_a_pull_request_can_carry(tmp_path, capsys):
     md, js = tmp_path / "ab.md", tmp_path / "ab.json"
     # NEW busy-waits 2x its own time on every call (lstm_bench.comparison.ab_worker): a 3x slowdown,

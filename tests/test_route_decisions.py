@@ -55,6 +55,7 @@ def _result(proc: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_fresh_processes_pick_the_same_route(tmp_path):
     _need_two_routes()
     first = _result(_start(tmp_path, PROBED))
@@ -64,6 +65,7 @@ def test_fresh_processes_pick_the_same_route(tmp_path):
         assert r == {"routes": first["routes"], "probes": 0}  # every later one reads the decision
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_two_processes_deciding_at_once_agree(tmp_path):
     _need_two_routes()
     a, b = _start(tmp_path, PROBED), _start(tmp_path, PROBED)
@@ -86,6 +88,7 @@ def _plant(path: Path, plan: dict[tuple[int, int], tuple[str, str]]) -> None:
     path.write_text(json.dumps(data))
 
 
+@pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`
 def test_a_planted_decision_is_obeyed_by_a_fresh_process(tmp_path):
     """Each of the two C routes planted for one shape: the fresh process runs it without a probe
     (whatever a probe would have said, one of the two plants differs from it)."""

@@ -11,12 +11,15 @@ from __future__ import annotations
 import pytest
 
 from lstm_bench.bench.grid import Point, grid_from_env, skip_reason
+from lstm_bench.impls import COMPILING
 
 
 def pytest_generate_tests(metafunc):
     if "point" in metafunc.fixturenames:
         points = grid_from_env("LSTM_BENCH_PYTEST_GRID", "smoke").points()
-        metafunc.parametrize("point", points, ids=[p.key for p in points])
+        # a compiling implementation compiles on its first call: with the slow tests, not the quick gate
+        metafunc.parametrize("point", [pytest.param(p, marks=pytest.mark.slow) if p.impl in COMPILING else p
+                                       for p in points], ids=[p.key for p in points])
 
 
 @pytest.fixture
