@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shlex
 
@@ -24,7 +23,8 @@ from ..machine.fingerprint import describe, fingerprint
 from ..report.bencher import to_bmf
 from ..report.csv_rows import to_csv
 from ..report.pytorch_v3 import to_v3
-from .args import EXIT_OK, UsageError, add_threads
+from .args import EXIT_OK, UsageError, add_threads, check_new_file
+from .output import emit
 
 FORMATS = ("bencher", "pytorch-v3", "csv")
 MACHINE_FORMATS = ("json", "hash", "asv-machine")
@@ -59,8 +59,8 @@ def machine_text(fmt: str, threads: int | None, label: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out and os.path.exists(args.out):
-        raise UsageError(f"--out {args.out}: already exists (exports are never overwritten)")
+    if args.out:
+        check_new_file(args.out, "--out")
     if args.machine:
         if args.results:
             raise UsageError("export: give RESULTS or --machine, not both")
@@ -80,11 +80,5 @@ def run(args: argparse.Namespace) -> int:
             text = strict_json.dumps(to_v3(results, repo=args.repo), indent=1) + "\n"
         else:
             text = to_csv(results)
-    if args.out:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        print(args.out)
-    else:
-        print(text, end="")
+    emit(text, args.out)
     return EXIT_OK

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import sys
 import time
 from typing import Any, Collection, Sequence, TextIO
@@ -26,6 +27,18 @@ from ..bench.sweep import SweepObserver, SweepPlan
 from ..comparison.stats import POWER
 from ..comparison.verdict import PointVerdict, SpeedVerdict
 from .args import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, worst
+
+
+def emit(text: str, out: str | None) -> None:
+    """`text` into the new file `out` (never over an existing one: O_EXCL; `out` was checked before
+    the work with `args.check_new_file`), then its name; or `text` on stdout."""
+    if out:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(out)
+    else:
+        print(text, end="")
 
 
 def table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, left: int | Collection[int] = 1) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from ..bench.results import ResultsError, ResultsFile, load_many
 from ..report.html import render_html
 from ..report.markdown import render_markdown, render_sweeps_markdown
-from .args import EXIT_OK, UsageError
+from .args import EXIT_OK, check_new_file
+from .output import emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +58,8 @@ def gather(specs: list[str]) -> tuple[list[ResultsFile], list[tuple[str, dict | 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out and os.path.exists(args.out):
-        raise UsageError(f"--out {args.out}: already exists (reports are never overwritten)")
+    if args.out:
+        check_new_file(args.out, "--out")
     results, comparisons = gather(args.results)
     if args.format == "html":
         text = render_html(results, comparisons)
@@ -68,11 +68,5 @@ def run(args: argparse.Namespace) -> int:
         if results:
             parts.append(render_sweeps_markdown(results))
         text = "\n".join(parts)
-    if args.out:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        print(args.out)
-    else:
-        print(text, end="")
+    emit(text, args.out)
     return EXIT_OK
