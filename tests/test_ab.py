@@ -16,8 +16,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from clirun import run
 
-from lstm_bench import cli
 from lstm_bench.bench.grid import Point
 from lstm_bench.comparison.ab import Side, WorkerError, WorkerProcess, parse_env
 
@@ -77,12 +77,6 @@ def old_lstm_bench(tmp_path_factory) -> Path | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.slow  # run by .ci/run, not by the quick `python -m pytest`

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from clirun import run
 
 from lstm_bench import cli, get_impl, register_impl, unregister_impl
 from lstm_bench.bench.grid import Grid
@@ -38,12 +39,6 @@ def kernel():
     yield register
     for name in names:
         unregister_impl(name)
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _correct(case):

@@ -7,19 +7,13 @@ import shlex
 from pathlib import Path
 
 import pytest
+from clirun import run
 
-from lstm_bench import cli
 
 BROKEN = Path(__file__).parent / "kernels" / "broken.py"
 
 
 pytestmark = pytest.mark.usefixtures("forget_loaded_kernels")
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_default_run_covers_tile_boundaries_and_long_memory(capsys):

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from clirun import run
 
 from lstm_bench import available_impls, cli, get_impl, register_impl, unregister_impl
 from lstm_bench.bench.grid import Point
@@ -47,12 +48,6 @@ def registered():
     yield register
     for name in names:
         unregister_impl(name)
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def vectorised_halves(extra_delay: float = 0.0, on_call=None):

@@ -17,8 +17,8 @@ import math
 from pathlib import Path
 
 import pytest
+from clirun import run
 
-from lstm_bench import cli
 from lstm_bench.bench.results import load, make_header
 from lstm_bench.report.bencher import to_bmf
 from lstm_bench.report.pytorch_v3 import to_v3
@@ -46,12 +46,6 @@ def write(path: Path, *, env: dict = ENV, records=None) -> Path:
     lines = [make_header(env, GRID, {"repeats": 5})] + (records if records is not None else [record(10), record(100)])
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     return path
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- Bencher Metric Format -------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import run
 
-from lstm_bench import cli
 from lstm_bench.bench.results import Writer, load, make_header
 from lstm_bench.machine.fingerprint import (UNKNOWN, check_same_machine, cpu_flags, fingerprint,
                                             fingerprint_mismatch_reason, from_header, memory_gib, side_fingerprints)
@@ -27,12 +27,6 @@ def write(path: Path, env: dict = ENV, *, header: dict | None = None) -> Path:
     header = header or make_header(env, GRID, {"repeats": 5})
     path.write_text(json.dumps(header) + "\n" + json.dumps(rec) + "\n")
     return path
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_flags_and_memory_are_read_from_proc_text():

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import run
 
-from lstm_bench import cli
 from lstm_bench.bench.results import make_header
 from lstm_bench.report.markdown import MAX_ROWS, render_markdown
 
@@ -23,12 +23,6 @@ def verdict(T: int, ratio: float, *, verdict: str = "no change", regression: boo
             "ratio": ratio, "ci_low": ratio - 0.02, "ci_high": ratio + 0.02, "p_value": 0.01, "p_adjusted": 0.02,
             "verdict": verdict, "regression": regression, "method": "batches", "n": 10, "detectable": detectable,
             "more_for_target": 0, "spread_base": spread, "spread_new": spread, "noisy": spread > 0.1}
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_summary_first_names_the_regression_the_inconclusive_and_the_noise():
