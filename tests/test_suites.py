@@ -205,3 +205,13 @@ def test_a_suite_results_file_still_compares(tmp_path, capsys):
     code, stdout, err = run(capsys, "compare", base, new)
     assert code in (EXIT_OK, 3), err  # no change, or inconclusive at 5 repeats: compared, not refused
     assert "vectorised" in stdout
+
+
+def test_a_point_every_implementation_skipped_for_one_reason_is_one_row(tmp_path, capsys):
+    big = dict(POINT, T=4096)
+    records = RECORDS + [{"kind": "point", "point": dict(big, impl=impl), "status": "skipped",
+                          "reason": "too slow: more than 20 GFLOP"} for impl in ("a", "b", "c")]
+    code, stdout, _ = run(capsys, "report", "--leaderboard", _file(tmp_path / "r.jsonl", records))
+    table = stdout.split("| point |", 1)[1]  # the per-point table, after the summary
+    rows = [line for line in table.splitlines() if "T=4096" in line or "| a |" in line or "| b |" in line]
+    assert code == EXIT_OK and len(rows) == 1 and "all 3" in rows[0] and "skipped (too slow" in rows[0]

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..bench.grid import PLAIN, Point
-from ..bench.records import PointRecord
+from ..bench.records import Measurement, PointRecord
 from ..bench.results import ResultsFile
-from ..bench.spread import relative_iqr
+from ..bench.spread import NOISY_SPREAD, relative_iqr
 from ..machine.fingerprint import describe
 from ..machine.peak import header_key
 from .fleet import by_machine
@@ -123,6 +123,14 @@ def _pct_of_peak(rec: PointRecord, peaks: dict) -> str:
     return f"{100 * gflops / peak:.0f}%" if peak and gflops is not None and math.isfinite(gflops) else "-"
 
 
+def _spread(m: Measurement) -> str:
+    """±IQR/2 of the median, as the sweep's table, marked NOISY (IQR/median above `NOISY_SPREAD`) and
+    OVERSUBSCRIBED (`Measurement.oversubscribed`): a rank between such times may not hold on a rerun."""
+    iqr = relative_iqr(m.forward_backward_s)
+    return (f"±{50 * iqr:.0f}%" + (" NOISY" if iqr > NOISY_SPREAD else "")
+            + (" OVERSUBSCRIBED" if m.oversubscribed else ""))
+
+
 LEADERBOARD_HEADERS = ["point", "rank", "impl", "fwd+bwd (median)", "spread (±IQR/2)", "x fastest", "% peak",
                        "verdict"]
 SUMMARY_HEADERS = ["impl", "fastest at", "passed", "failed", "skipped", "not judged", "x fastest (geo-mean, passed)"]
@@ -136,16 +144,20 @@ def leaderboard_rows(results: ResultsFile) -> tuple[list[list[Any]], list[list[A
     rows: list[list[Any]] = []
     tally: dict[str, dict[str, Any]] = {}
     for label, group in groups:
-        for i, e in enumerate(group):
+        for e in group:
             t = tally.setdefault(e.record.point.impl, {"wins": 0, PASS: 0, FAIL: 0, SKIPPED: 0, UNJUDGED: 0,
                                                        "logs": []})
             t[e.verdict] += 1
             t["wins"] += e.rank == 1
             if e.verdict == PASS:
                 t["logs"].append(math.log(e.ratio))
-            measured = e.seconds is not None
+        if len(group) > 1 and all(e.verdict == SKIPPED and e.detail == group[0].detail for e in group):
+            # the point is out of this machine's reach for everyone (a GPU-sized shape): one row, not one per impl
+            rows.append([label, "-", f"all {len(group)}", "-", "-", "-", "-", f"{SKIPPED} ({group[0].detail})"])
+            continue
+        for i, e in enumerate(group):
             rows.append([label if i == 0 else "", e.rank or "-", e.record.point.impl, _seconds(e.seconds),
-                         f"±{50 * relative_iqr(e.record.measurement.forward_backward_s):.0f}%" if measured else "-",
+                         _spread(e.record.measurement) if e.seconds is not None else "-",
                          f"{e.ratio:.2f}x" if e.ratio is not None else "-",
                          _pct_of_peak(e.record, peaks) if e.verdict in (PASS, UNJUDGED) else "-",
                          f"{e.verdict} ({e.detail})" if e.detail else e.verdict])
@@ -155,6 +167,13 @@ def leaderboard_rows(results: ResultsFile) -> tuple[list[list[Any]], list[list[A
     notes = ["rank: among the implementations whose result passed the tolerance policy (err/bound <= 1), by "
              "median forward+backward time; x fastest: time over the fastest passing implementation's at that "
              "point. A failed, unjudged or skipped implementation is never ranked."]
+    marks = [e.record.measurement for _, g in groups for e in g if e.seconds is not None]
+    if any(relative_iqr(m.forward_backward_s) > NOISY_SPREAD for m in marks):
+        notes.append(f"NOISY: repeats spread by more than {100 * NOISY_SPREAD:.0f}% of their median (IQR/median)")
+    over = next((m.oversubscribed for m in marks if m.oversubscribed), None)
+    if over:
+        notes.append(f"OVERSUBSCRIBED: measured while the machine was oversubscribed (e.g. {over}): the times read "
+                     f"high and the ranks between them may not hold; rerun on a quieter machine")
     if not peaks and not any(e.record.measurement is not None and e.record.measurement.peak_gflops
                              for _, g in groups for e in g):
         notes.append("% peak: the matmul peak was not measured (--no-peak)")
