@@ -223,9 +223,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="start from QUICK_GRID instead of BENCH_GRID")
     p.add_argument("--grid", choices=sorted(NAMED_GRIDS), help="start from this named grid (default: BENCH_GRID, or QUICK_GRID with --quick)")
     p.add_argument("--suite", type=list_of(str), action="append", metavar="NAME[,NAME...]|list",
-                   help=f"the shapes of a benchmark of the field instead of a grid: {', '.join(SUITES)} "
-                        f"(docs/leaderboard.md has their sources); 'list' prints them. Sizes too big for this "
-                        f"machine are kept and skipped with the reason")
+                   help=f"the shapes of a benchmark of the field instead of a grid (default: none, the grid): "
+                        f"{', '.join(SUITES)} (docs/leaderboard.md has their sources); 'list' prints them. Sizes "
+                        f"too big for this machine are kept and skipped with the reason")
     p.add_argument("--leaderboard", action="store_true",
                    help="print the leaderboard instead of the per-point table: per point, the implementations ranked "
                         "by time among those that pass the tolerance policy (also `lstm-bench report --leaderboard "
