@@ -34,7 +34,7 @@ from ..bench.spread import NOISY_SPREAD, relative_iqr
 from ..machine.fingerprint import describe
 from ..machine.peak import header_key
 from .fleet import by_machine
-from .markdown import _table
+from .markdown import _seconds, _table
 
 PASS, FAIL, UNJUDGED, SKIPPED = "pass", "FAIL", "not judged", "skipped"
 
@@ -80,7 +80,7 @@ def _judge(rec: PointRecord) -> tuple[str, str]:
     if not _finite(m.forward_backward_s):
         return FAIL, "a repeat's time is not a finite positive number"
     if bound is None:
-        return UNJUDGED, m.unjudged_reason or "measured with --no-accuracy"
+        return UNJUDGED, m.unjudged_reason or "no verdict recorded: --no-accuracy, or a file of lstm-bench < 0.2"
     if not bound <= 1:  # NaN included: only a verdict that passed passes
         return FAIL, f"err/bound {bound:.3g}"
     return PASS, f"err/bound {bound:.3g}"
@@ -108,12 +108,6 @@ def entries(records: list[PointRecord]) -> list[tuple[str, list[Entry]]]:
             rows.append(Entry(rec, verdict, detail, rank if verdict == PASS else None, ratio))
         out.append((label, rows))
     return out
-
-
-def _seconds(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "-"
-    return f"{s * 1e6:.0f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def _pct_of_peak(rec: PointRecord, peaks: dict) -> str:
