@@ -26,6 +26,11 @@ def relative_iqr(samples) -> float:
     return (q3 - q1) / med if med > 0 else math.inf
 
 
+def plus_minus(samples) -> str:
+    """"±N%": half the interquartile range relative to the median, the robust ± the tables print."""
+    return f"±{50 * relative_iqr(samples):.0f}%"
+
+
 def is_noisy(samples) -> bool:
     """True when the repeats' IQR exceeds 10 % of their median (as torch.utils.benchmark warns)."""
     return relative_iqr(samples) > NOISY_SPREAD

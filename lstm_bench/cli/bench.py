@@ -17,7 +17,7 @@ from ..bench.grid import BENCH_GRID, NAMED_GRIDS, QUICK_GRID, Grid, Variant
 from ..bench.instructions import unavailable_reason
 from ..bench.records import PointRecord
 from ..bench.results import ResultsFile, check_appendable, check_new_output, load
-from ..bench.spread import NOISY_SPREAD, is_noisy, quartiles
+from ..bench.spread import NOISY_SPREAD, is_noisy, plus_minus
 from ..bench.suites import FREE_AXES, SUITES, SuiteGrid, describe_suites, suite_grid
 from ..bench.sweep import DEFAULT_REPEATS, SweepOutcome, SweepSettings, run_sweep
 from ..core.devices import available_devices
@@ -53,12 +53,6 @@ def grid_from_args(args: argparse.Namespace) -> Grid | SuiteGrid:
         raise UsageError(f"--suite fixes the shapes: {', '.join(flags[a] for a in fixed)} cannot be given with it "
                          f"(only --impl, --device, --dtype)")
     return base.replace(**axes) if axes else base
-
-
-def _spread(samples) -> float:
-    """Half the interquartile range relative to the median (a robust ±)."""
-    q1, med, q3 = quartiles(samples)
-    return (q3 - q1) / 2 / med if med > 0 else float("nan")
 
 
 def sweep_table(results: ResultsFile) -> str:
@@ -99,7 +93,7 @@ def sweep_table(results: ResultsFile) -> str:
             else:  # only a file recorded before the check (lstm-bench 0.1's one-library peak)
                 above += 1
         err = m.max_rel_error
-        spread = f"±{100 * _spread(m.forward_backward_s):.0f}%"
+        spread = plus_minus(m.forward_backward_s)
         noisy_point = is_noisy(m.forward_backward_s)
         noisy += noisy_point
         load = m.load.load_max if m.load is not None else None

@@ -33,7 +33,7 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def markdown_table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -53,7 +53,7 @@ def sweep_section(files: list[ResultsFile]) -> str:
         parts.append(f"<h3>{html.escape(res.path.name)} <span class=note>({html.escape(str(res.header.get('created', '')))}, "
                      f"torch {html.escape(str(res.env.get('torch')))}, commit {html.escape(str(res.env.get('commit')))})"
                      f"</span></h3>")
-        parts.append(_table(headers, _sweep_rows(list(res.by_key().values()))))
+        parts.append(markdown_table(headers, _sweep_rows(list(res.by_key().values()))))
         if res.ok():
             notes: list[str] = []
             with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +108,7 @@ def comparison_section(name: str, verdict_json: dict | list) -> str:
                           f"NEW/BASE of {name}"))
     rows = [line.strip("|").split(" | ") for line in text.splitlines() if line.startswith("| ")]
     if rows:
-        parts.append(_table([c.strip() for c in rows[0]], [[c.strip().replace("\\|", "|") for c in r] for r in rows[1:]]))
+        parts.append(markdown_table([c.strip() for c in rows[0]], [[c.strip().replace("\\|", "|") for c in r] for r in rows[1:]]))
     return "\n".join(parts)
 
 

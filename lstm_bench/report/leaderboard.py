@@ -30,11 +30,11 @@ from typing import Any
 from ..bench.grid import PLAIN, Point
 from ..bench.records import Measurement, PointRecord
 from ..bench.results import ResultsFile
-from ..bench.spread import NOISY_SPREAD, relative_iqr
+from ..bench.spread import NOISY_SPREAD, is_noisy, plus_minus
 from ..machine.fingerprint import describe
 from ..machine.peak import header_key
 from .fleet import by_machine
-from .markdown import _seconds, _table
+from .markdown import markdown_table, seconds_text
 
 PASS, FAIL, UNJUDGED, SKIPPED = "pass", "FAIL", "not judged", "skipped"
 
@@ -120,8 +120,7 @@ def _pct_of_peak(rec: PointRecord, peaks: dict) -> str:
 def _spread(m: Measurement) -> str:
     """±IQR/2 of the median, as the sweep's table, marked NOISY (IQR/median above `NOISY_SPREAD`) and
     OVERSUBSCRIBED (`Measurement.oversubscribed`): a rank between such times may not hold on a rerun."""
-    iqr = relative_iqr(m.forward_backward_s)
-    return (f"±{50 * iqr:.0f}%" + (" NOISY" if iqr > NOISY_SPREAD else "")
+    return (plus_minus(m.forward_backward_s) + (" NOISY" if is_noisy(m.forward_backward_s) else "")
             + (" OVERSUBSCRIBED" if m.oversubscribed else ""))
 
 
@@ -150,7 +149,7 @@ def leaderboard_rows(results: ResultsFile) -> tuple[list[list[Any]], list[list[A
             rows.append([label, "-", f"all {len(group)}", "-", "-", "-", "-", f"{SKIPPED} ({group[0].detail})"])
             continue
         for i, e in enumerate(group):
-            rows.append([label if i == 0 else "", e.rank or "-", e.record.point.impl, _seconds(e.seconds),
+            rows.append([label if i == 0 else "", e.rank or "-", e.record.point.impl, seconds_text(e.seconds),
                          _spread(e.record.measurement) if e.seconds is not None else "-",
                          f"{e.ratio:.2f}x" if e.ratio is not None else "-",
                          _pct_of_peak(e.record, peaks) if e.verdict in (PASS, UNJUDGED) else "-",
@@ -162,7 +161,7 @@ def leaderboard_rows(results: ResultsFile) -> tuple[list[list[Any]], list[list[A
              "median forward+backward time; x fastest: time over the fastest passing implementation's at that "
              "point. A failed, unjudged or skipped implementation is never ranked."]
     marks = [e.record.measurement for _, g in groups for e in g if e.seconds is not None]
-    if any(relative_iqr(m.forward_backward_s) > NOISY_SPREAD for m in marks):
+    if any(is_noisy(m.forward_backward_s) for m in marks):
         notes.append(f"NOISY: repeats spread by more than {100 * NOISY_SPREAD:.0f}% of their median (IQR/median)")
     over = next((m.oversubscribed for m in marks if m.oversubscribed), None)
     if over:
@@ -185,6 +184,6 @@ def render_leaderboard_markdown(results: list[ResultsFile]) -> str:
             summary, rows, notes = leaderboard_rows(res)
             lines += ["", f"`{res.path.name}` ({res.header.get('created', '')}; torch {res.env.get('torch')}, "
                           f"{res.env.get('threads')} thread(s))", ""]
-            lines += _table(SUMMARY_HEADERS, summary) + [""] + _table(LEADERBOARD_HEADERS, rows) + [""]
+            lines += markdown_table(SUMMARY_HEADERS, summary) + [""] + markdown_table(LEADERBOARD_HEADERS, rows) + [""]
             lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

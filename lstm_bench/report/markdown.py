@@ -37,7 +37,7 @@ def _plain_pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.1f}%"
 
 
-def _seconds(s: float | None) -> str:
+def seconds_text(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "-"
     return f"{s * 1e6:.0f} us" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
@@ -52,7 +52,7 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return lines
@@ -137,14 +137,14 @@ def render_markdown(verdict_json: dict | list) -> str:
                      f"- Machines: BASE {describe(base)}; NEW {describe(new)}")
     order = sorted(verdicts, key=lambda v: (not v.get("regression"), v.get("verdict") != "slower",
                                             not inconclusive(v, threshold), -(v.get("ratio") or 0)))
-    rows = [[_label(v["key"]), _seconds(v.get("base_median")), _seconds(v.get("new_median")),
+    rows = [[_label(v["key"]), seconds_text(v.get("base_median")), seconds_text(v.get("new_median")),
              f"{v['ratio']:.3f}" if isinstance(v.get("ratio"), (int, float)) else "-",
              f"[{v.get('ci_low', math.nan):.3f}, {v.get('ci_high', math.nan):.3f}]"
              if isinstance(v.get("ci_low"), (int, float)) and isinstance(v.get("ci_high"), (int, float)) else "-",
              _plain_pct(v.get("detectable")), "NOISY" if _noisy(v) else "",
              ("REGRESSION" if v.get("regression") else "inconclusive" if inconclusive(v, threshold)
               else v.get("verdict", "-"))] for v in order[:MAX_ROWS]]
-    lines += ["", *_table(["point", "base", "new", "new/base", "95% CI", "detectable", "noise", "verdict"], rows)]
+    lines += ["", *markdown_table(["point", "base", "new", "new/base", "95% CI", "detectable", "noise", "verdict"], rows)]
     if len(order) > MAX_ROWS:
         lines.append(f"\n{len(order) - MAX_ROWS} more point(s) not shown (none a regression); the JSON has them all.")
     return "\n".join(lines) + "\n"
@@ -160,7 +160,7 @@ def _sweep_rows(records: list[PointRecord]) -> list[list[Any]]:
             continue
         q1, med, q3 = quartiles(m.forward_backward_s)
         spread = (q3 - q1) / med
-        rows.append(base + [_seconds(med), f"{100 * spread:.0f}%" + (" NOISY" if spread > NOISY_SPREAD else ""),
+        rows.append(base + [seconds_text(med), f"{100 * spread:.0f}%" + (" NOISY" if spread > NOISY_SPREAD else ""),
                             f"{rec.gflops:.3g}", f"{m.peak_bytes / 2 ** 20:.1f} MiB" if m.peak_bytes else "-", "ok"])
     return rows
 
@@ -191,7 +191,7 @@ def render_sweeps_markdown(results: list[ResultsFile]) -> str:
         for res in files:
             recs = list(res.by_key().values())
             lines += ["", f"`{res.path.name}` ({res.header.get('created', '')})", ""]
-            lines += _table(headers, _sweep_rows(recs[:MAX_ROWS]))
+            lines += markdown_table(headers, _sweep_rows(recs[:MAX_ROWS]))
             if len(recs) > MAX_ROWS:
                 lines.append(f"\n{len(recs) - MAX_ROWS} more point(s) not shown (`lstm-bench export --format csv`).")
     return "\n".join(lines) + "\n"
