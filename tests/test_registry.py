@@ -69,3 +69,41 @@ def test_only_the_registry_touches_its_table():
     package = pathlib.Path(lstm_bench.__file__).parent
     users = [p.relative_to(package).as_posix() for p in package.rglob("*.py") if "_REGISTRY" in p.read_text()]
     assert users == ["core/registry.py"]
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    """Two shipped adapters for the test: one whose library is installed (a stand-in in another layout),
+    one whose library is not."""
+    from lstm_bench.core.registry import SHIPPED_ADAPTERS, Shipped
+    monkeypatch.setitem(SHIPPED_ADAPTERS, "stand_in", Shipped("tests.kernels.foreign_lstm:foreign_lstm", "stand",
+                                                              ("torch",)))
+    monkeypatch.setitem(SHIPPED_ADAPTERS, "absent", Shipped("no_such_library_for_lstm_bench.lstm:lstm", "absent",
+                                                            ("no_such_library_for_lstm_bench",)))
+    yield
+    for name in ("stand_in", "absent"):
+        try:
+            unregister_impl(name)
+        except KeyError:
+            pass
+
+
+def test_a_shipped_adapter_loads_by_its_short_name_and_reproduces_by_it(shipped):
+    from tests.kernels.foreign_lstm import foreign_lstm
+    assert resolve_impls(["stand_in", "vectorised"]) == ["stand_in", "vectorised"]
+    impl = get_impl("stand_in")
+    assert impl.fn is foreign_lstm and impl.spec == "stand_in" and not impl.missing
+    assert impl.source["file"].endswith("foreign_lstm.py")
+
+
+def test_a_shipped_adapter_whose_library_is_missing_skips_with_the_extra_to_install(shipped, capsys):
+    from lstm_bench.core.support import Unsupported
+    from tests.clirun import run
+    impl = get_impl("absent")
+    case = lstm_bench.make_case(3, 2, 3, 4)
+    assert 'pip install "lstm-bench[absent]"' in impl.unsupported_reason(case)
+    with pytest.raises(Unsupported, match="no_such_library_for_lstm_bench, not installed"):
+        impl(case)
+    code, out, err = run(capsys, "check", "--impl", "absent", "--summary")
+    assert code == 5, out + err  # nothing was judged: not a pass, not a failure
+    assert 'lstm-bench[absent]' in out + err

@@ -15,6 +15,7 @@ import argparse
 import itertools
 import math
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -47,6 +48,7 @@ class Tally:
     max_rel: float = 0.0
     worst: float = 0.0
     failures: list[str] = field(default_factory=list)
+    skip_reasons: dict[str, int] = field(default_factory=dict)  # reason -> cases skipped for it
     first: CaseSpec | None = None  # the first case it passed: run again at the end
 
     def add(self, report: AgreementReport) -> None:
@@ -145,6 +147,7 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
                 report, error = None, None
                 if reason is not None:
                     tally.skipped += 1
+                    tally.skip_reasons[reason] = tally.skip_reasons.get(reason, 0) + 1
                     result = f"SKIP ({reason})"
                 else:
                     try:
@@ -194,7 +197,11 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
     total = {k: sum(getattr(t, k) for t in tallies.values()) for k in ("passed", "failed", "skipped")}
     print(f"{total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
     if not total["passed"] and not total["failed"]:
-        print("nothing was checked: every case is outside what the implementations declare", file=sys.stderr)
+        reasons = Counter()
+        for t in tallies.values():
+            reasons.update(t.skip_reasons)
+        why = "".join(f"\n  {n} cases: {reason}" for reason, n in reasons.most_common(3))
+        print(f"nothing was checked: every case is outside what the implementations declare{why}", file=sys.stderr)
     code = EXIT_FAIL if total["failed"] else (EXIT_OK if total["passed"] else EXIT_NOTHING)
     return CheckOutcome(code == EXIT_OK, interrupted, code)
 

@@ -7,7 +7,10 @@ time the forward alone and measure what is kept alive between the two.
 
 A user's implementation is registered with `register_impl`, or loaded by name from
 its module with `load_impl("mypkg.kernels:my_lstm")` (also `path/to/file.py:my_lstm`),
-which is what `--impl` does on the command line. Each declares what it supports
+which is what `--impl` does on the command line. The adapters of other libraries that ship with
+the package (`SHIPPED_ADAPTERS`: FlashRNN, JAX, Keras, ONNX Runtime, ...) load by their short
+names; one whose library is not installed skips every case and point with the reason (the pip
+extra that installs it), never a failure. Each declares what it supports
 (`lstm_bench.core.support`: devices, dtypes, size limits, determinism); a case outside that
 is skipped with the reason, never judged.
 """
@@ -44,6 +47,7 @@ class Impl:
     description: str = ""
     origin: str = ""  # the spec it was loaded from, as given (`[NAME=]module:function`); "" if registered
     source: dict = field(default_factory=dict, compare=False)  # {"file", "sha256"} of a loaded kernel's module
+    missing: str = ""  # why a shipped adapter cannot run here (its library is not installed); "" when it can
 
     @property
     def spec(self) -> str:
@@ -61,6 +65,8 @@ class Impl:
 
     def unsupported_reason(self, case: Case) -> str | None:
         """Why this implementation does not support `case` (as it declared), or None."""
+        if self.missing:
+            return self.missing
         T, B, I, H = case.sizes
         reason = self.support.reason(device=case.device.type, dtype=case.dtype, sizes={"T": T, "B": B, "I": I, "H": H},
                                      features=needed_features(case.config, case.lengths))
@@ -82,6 +88,21 @@ class Impl:
 
 
 _REGISTRY: dict[str, Impl] = {}
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """An adapter of another library that ships with lstm-bench (`lstm_bench.adapters`), as an optional
+    extra: `spec` (module:function) is loaded on first use of its short name, when every module of
+    `needs` imports; else its cases and points are skipped, naming `pip install "lstm-bench[extra]"`."""
+
+    spec: str
+    extra: str
+    needs: tuple[str, ...]
+
+
+# Short name -> the shipped adapter; docs/adapters.md lists each with its library's version.
+SHIPPED_ADAPTERS: dict[str, Shipped] = {}
 
 
 def register_impl(
@@ -135,10 +156,33 @@ def unregister_impl(name: str) -> None:
 def get_impl(name: str) -> Impl:
     """The implementation registered as `name`; KeyError listing the known names otherwise."""
     _load_builtins()
+    if isinstance(name, str) and name not in _REGISTRY and name in SHIPPED_ADAPTERS:
+        return _load_shipped(name)
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise KeyError(f"unknown implementation {name!r}; known: {sorted(_REGISTRY)}") from None
+        raise KeyError(f"unknown implementation {name!r}; known: {sorted(_REGISTRY)}, "
+                       f"shipped adapters: {sorted(SHIPPED_ADAPTERS)}") from None
+
+
+def _load_shipped(name: str) -> Impl:
+    """Register the shipped adapter `name`: loaded from its spec, or, when a module it needs is not
+    installed, an Impl that skips everything with the reason."""
+    shipped = SHIPPED_ADAPTERS[name]
+    absent = [m for m in shipped.needs if importlib.util.find_spec(m) is None]
+    if absent:
+        reason = (f"implementation {name!r} needs {', '.join(absent)}, not installed here: "
+                  f"pip install \"lstm-bench[{shipped.extra}]\"")
+
+        def not_installed(case: Case) -> Result:
+            raise Unsupported(reason)
+        impl = Impl(name, not_installed, Support.declare(name=name), description=shipped.spec, origin=name,
+                    missing=reason)
+    else:
+        loaded = load_impl(f"{name}={shipped.spec}")
+        impl = replace(loaded, origin=name)  # the short name finds it again in any process (reproduce lines)
+    _REGISTRY[name] = impl
+    return impl
 
 
 def available_impls(device: str | torch.device = "cpu") -> list[str]:
@@ -259,13 +303,13 @@ def resolve_impls(specs: Iterable[str]) -> list[str]:
     KeyError for a name that is neither; duplicates are dropped, order is kept."""
     names: list[str] = []
     for spec in specs:
-        if spec in all_impls():
-            name = spec
+        if spec in all_impls() or spec in SHIPPED_ADAPTERS:
+            name = get_impl(spec).name
         elif ":" in spec:
             name = load_impl(spec).name
         else:
-            raise KeyError(f"unknown implementation {spec!r}; known: {', '.join(all_impls())} "
-                           f"(or give module:function)")
+            raise KeyError(f"unknown implementation {spec!r}; known: {', '.join(all_impls())}; shipped adapters: "
+                           f"{', '.join(SHIPPED_ADAPTERS) or 'none'} (or give module:function)")
         if name not in names:
             names.append(name)
     return names
@@ -277,5 +321,5 @@ def _load_builtins() -> None:
     from .. import impls  # noqa: F401
 
 
-__all__ = ["Impl", "register_impl", "unregister_impl", "get_impl", "available_impls", "all_impls",
+__all__ = ["Impl", "Shipped", "SHIPPED_ADAPTERS", "register_impl", "unregister_impl", "get_impl", "available_impls", "all_impls",
            "load_impl", "resolve_impls"]
