@@ -102,7 +102,10 @@ class Shipped:
 
 
 # Short name -> the shipped adapter; docs/adapters.md lists each with its library's version.
-SHIPPED_ADAPTERS: dict[str, Shipped] = {}
+SHIPPED_ADAPTERS: dict[str, Shipped] = {
+    "onnxruntime": Shipped("lstm_bench.adapters.onnxruntime_lstm:onnxruntime_lstm", "onnxruntime",
+                           ("onnxruntime", "onnx")),
+}
 
 
 def register_impl(
