@@ -164,3 +164,19 @@ def test_bench_fails_a_forward_only_kernel_with_a_wrong_reverse_direction(tmp_pa
     assert code == EXIT_FAIL, out + err
     (rec,) = [r for r in load(tmp_path / "bad.jsonl").records if r.status != "skipped"]
     assert rec.status == "failed" and "wrong result on the first call: output" in rec.error
+
+
+@pytest.mark.slow  # real worker processes, as tests/test_ab.py's
+def test_ab_judges_a_forward_only_kernel_on_its_forward(tmp_path, capsys):
+    import sys
+    root = Path(__file__).parent.parent
+    json_file = tmp_path / "ab.json"
+    code, out, err = run(capsys, "ab", "--base", sys.executable, "--new", sys.executable,
+                         "--impl", f"{spec('forward_lstm')},{spec('nan_output')}", "-T", "4", "-B", "2", "-H", "8",
+                         "--device", "cpu", "--pairs", "2", "--processes", "1", "--min-time", "0.001",
+                         "--base-env", f"PYTHONPATH={root}", "--new-env", f"PYTHONPATH={root}", "--no-progress",
+                         "--json", json_file)
+    assert code == EXIT_FAIL, out + err
+    rows = {r["point"]["impl"]: r for r in json.loads(json_file.read_text())["points"]}
+    assert rows["forward_lstm"]["outcome"] != "failed", rows["forward_lstm"]
+    assert rows["nan_output"]["outcome"] == "failed" and "NaN/Inf in output" in rows["nan_output"]["reason"]
