@@ -169,7 +169,10 @@ def _command(step: str, out: Path, pytest_k: str = PYTEST_FILTER) -> list[str] |
             return NO_CUDA
         return [py, "-m", "studies.gpu_run", "--step", step, "--out", str(out)]
     if step == "pytest":
-        cmd = [py, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-n", str(min(8, os.cpu_count() or 1)),
+        # -v: each test's outcome reaches the log as it finishes, so the failures are named even when
+        # the step's limit cuts pytest off before it writes the junit file (the second H200 run lost
+        # the names of 3 failures that way).
+        cmd = [py, "-m", "pytest", "-v", "-rfE", "-p", "no:cacheprovider", "-n", str(min(8, os.cpu_count() or 1)),
                *(["-k", pytest_k] if pytest_k else []), f"--junitxml={out / 'pytest-junit.xml'}", "tests",
                "lstm_bench/conformance"]
         if importlib.util.find_spec("pytest_timeout") is not None:

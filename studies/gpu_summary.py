@@ -7,6 +7,7 @@ launch, the fastrnns anchor against its floors, the bench tables, and what was n
 from __future__ import annotations
 
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -33,6 +34,19 @@ def junit_summary(path: Path) -> tuple[dict[str, int], list[str]]:
                 failed.append(f"{kind.upper()} {case.get('classname')}::{case.get('name')}: "
                               f"{message[0][:300] if message else ''}")
     return counts, failed
+
+
+# pytest -v's outcome lines ("[gw3] [ 45%] FAILED tests/x.py::test[a]") and -rfE's summary ("FAILED tests/x.py::test - why")
+_OUTCOME = re.compile(r"\b(FAILED|ERROR)\s+(\S+::\S+)")
+
+
+def log_failures(text: str) -> list[str]:
+    """"FAILED tests/x.py::test[a]" for each test pytest reported failed or errored in `text` (its -v log),
+    in order, each once: what the summary names when the junit file was never written."""
+    seen: dict[str, None] = {}
+    for kind, test in _OUTCOME.findall(text):
+        seen.setdefault(f"{kind} {test}", None)
+    return list(seen)
 
 
 def _ms(x: float | None) -> str:
@@ -128,6 +142,10 @@ def write_summary(out: Path, outcomes: list[dict], total_s: float) -> Path:
             lines.append(f"pytest-junit.xml unreadable: {err}")
     else:
         lines.append("pytest-junit.xml missing: pytest did not finish (see gpu_run.log)")
+        log = out / "gpu_run.log"
+        failed = log_failures(log.read_text(errors="replace")) if log.exists() else []
+        lines += ["", "failed or errored before it was cut off (from gpu_run.log):"] + [f"- {f}" for f in failed] \
+            if failed else ["", "no failure in gpu_run.log before it was cut off"]
     skipped = {o["step"]: f"{o['step']}: skipped: {o['skipped']}" for o in outcomes if o["skipped"]}
     lines += ["", "## cuBLAS peaks and launch latency", ""]
     lines += [skipped["machine"]] if "machine" in skipped else _machine_lines(machine)

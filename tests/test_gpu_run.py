@@ -148,3 +148,21 @@ def test_without_cuda_the_cuda_steps_say_why(monkeypatch, tmp_path):
 def test_an_unknown_step_is_refused(tmp_path, capsys):
     assert gpu_run.main(["--out", str(tmp_path / "o"), "--only", "pytest,nope"]) == 2
     assert "nope" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_failures_are_named_from_the_log_when_pytest_was_cut_off_before_its_junit(tmp_path):
+    (tmp_path / "gpu_run.log").write_text(
+        "== pytest (limit 190 s): python -m pytest -v ...\n"
+        "[gw0] [ 10%] PASSED tests/test_cudnn.py::test_manual[reference-float64]\n"
+        "[gw3] [ 45%] FAILED tests/test_cudnn.py::test_manual[vectorised-float32]\n"
+        "[gw1] [ 46%] ERROR lstm_bench/conformance/test_pt2.py::test_compiled[nn_lstm-cuda]\n"
+        "FAILED tests/test_cudnn.py::test_manual[vectorised-float32] - AssertionError: dx 3.1 x the bound\n"
+        "== pytest: exit None (TIMED OUT) after 190.0 s\n")
+    text = write_summary(tmp_path, [{"step": "pytest", "rc": None, "seconds": 190.0, "timed_out": True,
+                                     "skipped": ""}], 190.0).read_text()
+    assert "pytest-junit.xml missing" in text
+    named = text.split("from gpu_run.log):")[1].split("##")[0]
+    assert named.split() == ["-", "FAILED", "tests/test_cudnn.py::test_manual[vectorised-float32]",
+                             "-", "ERROR", "lstm_bench/conformance/test_pt2.py::test_compiled[nn_lstm-cuda]"]
+    (tmp_path / "gpu_run.log").write_text("[gw0] [100%] PASSED tests/test_cudnn.py::test_manual[a]\n")
+    assert "no failure in gpu_run.log" in write_summary(tmp_path, [], 1.0).read_text()

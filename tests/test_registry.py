@@ -5,6 +5,7 @@ import pathlib
 import textwrap
 
 import pytest
+import torch
 
 import lstm_bench
 from lstm_bench import get_impl, load_impl, unregister_impl
@@ -107,3 +108,14 @@ def test_a_shipped_adapter_whose_library_is_missing_skips_with_the_extra_to_inst
     code, out, err = run(capsys, "check", "--impl", "absent", "--summary")
     assert code == 5, out + err  # nothing was judged: not a pass, not a failure
     assert 'lstm-bench[absent]' in out + err
+
+
+def test_info_says_which_shipped_adapters_can_run_here(shipped, capsys):
+    import json
+
+    from tests.clirun import run
+    code, out, _ = run(capsys, "info", "--json", "--no-peak")
+    status = json.loads(out)["shipped_adapters"]
+    assert code == 0 and status["stand_in"] == f"torch {torch.__version__}"
+    assert status["absent"] == ('not installed (no_such_library_for_lstm_bench): '
+                                'pip install "lstm-bench[absent]"')

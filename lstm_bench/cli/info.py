@@ -1,12 +1,16 @@
-"""`lstm-bench info`: the environment a result is recorded with (`lstm_bench.machine.environment.environment`)."""
+"""`lstm-bench info`: the environment a result is recorded with (`lstm_bench.machine.environment.environment`),
+and which of the shipped adapters of other libraries can run here."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 from typing import Any
 
 from ..core.contract import check_dtype
 from ..core.devices import check_device
+from ..core.registry import SHIPPED_ADAPTERS
 from ..core.support import dtype_name
 from ..machine.environment import environment
 from ..machine.peak import peaks
@@ -22,6 +26,28 @@ def flat_items(env: dict, prefix: str = "") -> list[tuple[str, Any]]:
         name = f"{prefix}.{key}" if prefix else key
         out += flat_items(val, name) if isinstance(val, dict) else [(name, val)]
     return out
+
+
+def shipped_adapters() -> dict[str, str]:
+    """Each shipped adapter's short name -> the versions of the libraries it needs, or what to install."""
+    status = {}
+    for name, shipped in SHIPPED_ADAPTERS.items():
+        absent = [m for m in shipped.needs if importlib.util.find_spec(m) is None]
+        if absent:
+            status[name] = f"not installed ({', '.join(absent)}): pip install \"lstm-bench[{shipped.extra}]\""
+        else:
+            status[name] = ", ".join(f"{m} {_version(m)}" for m in shipped.needs)
+    return status
+
+
+def _version(module: str) -> str:
+    """The installed version of the distribution that provides `module` ("?" when it has no metadata)."""
+    for dist in importlib.metadata.packages_distributions().get(module, [module]):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "?"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     env = environment(threads=threads)
     if not args.no_peak:
         env["matmul_peak_gflops"] = peaks([(args.device, dtype)], threads)
+    env["shipped_adapters"] = shipped_adapters()
     if args.json:
         print(json.dumps(env, indent=1))
     else:
