@@ -18,23 +18,40 @@ from ..bench.instructions import unavailable_reason
 from ..bench.records import PointRecord
 from ..bench.results import ResultsFile, check_appendable, check_new_output, load
 from ..bench.spread import NOISY_SPREAD, is_noisy, quartiles
+from ..bench.suites import FREE_AXES, SUITES, SuiteGrid, describe_suites, suite_grid
 from ..bench.sweep import DEFAULT_REPEATS, SweepOutcome, SweepSettings, run_sweep
 from ..core.devices import available_devices
 from ..core.registry import resolve_impls
 from ..machine.gpu_timing import cache_mode
 from ..machine.peak import header_key
-from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, UsageError, add_impls, add_sizes, add_threads,
-                   arg_type, axes_from_args, check_devices, flatten, list_of, non_negative_int, positive_int)
+from .args import (AXIS_FLAGS, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, UsageError, add_impls, add_sizes,
+                   add_threads, arg_type, axes_from_args, check_devices, flatten, list_of, non_negative_int,
+                   positive_int)
 from .output import ProgressBar, human_bytes, human_duration, point_columns, table
+from .report import leaderboard_text
 
 
-def grid_from_args(args: argparse.Namespace) -> Grid:
-    """BENCH_GRID (QUICK_GRID with --quick, or the --grid named) with the axes the flags name replaced."""
+def grid_from_args(args: argparse.Namespace) -> Grid | SuiteGrid:
+    """BENCH_GRID (QUICK_GRID with --quick, the --grid named, or the --suite's shapes) with the axes the
+    flags name replaced; a suite fixes its shapes, so -T -B -I -H --config with --suite are refused."""
+    suites = flatten(getattr(args, "suite", None))
+    if suites and (args.quick or args.grid):
+        raise UsageError(f"--suite and {'--quick' if args.quick else '--grid'} both name the grid; give one")
     base = NAMED_GRIDS[args.grid] if getattr(args, "grid", None) else QUICK_GRID if args.quick else BENCH_GRID
+    if suites:
+        try:
+            base = suite_grid(suites)
+        except ValueError as err:
+            raise UsageError(f"--suite: {err}") from None
     axes: dict[str, Any] = axes_from_args(args)
     impls = resolve_impls(flatten(args.impl) or [])
     if impls:
         axes["impls"] = tuple(impls)
+    fixed = [a for a in axes if a not in FREE_AXES]
+    if suites and fixed:
+        flags = {axis: "-" + flag if len(flag) == 1 else "--" + flag for flag, axis in AXIS_FLAGS}
+        raise UsageError(f"--suite fixes the shapes: {', '.join(flags[a] for a in fixed)} cannot be given with it "
+                         f"(only --impl, --device, --dtype)")
     return base.replace(**axes) if axes else base
 
 
@@ -211,6 +228,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "P=<proj_size>, len=padded-batch (variable lengths), e.g. L=2,bi,P=64,L=2+bi")
     p.add_argument("--quick", action="store_true", help="start from QUICK_GRID instead of BENCH_GRID")
     p.add_argument("--grid", choices=sorted(NAMED_GRIDS), help="start from this named grid (default: BENCH_GRID, or QUICK_GRID with --quick)")
+    p.add_argument("--suite", type=list_of(str), action="append", metavar="NAME[,NAME...]|list",
+                   help=f"the shapes of a benchmark of the field instead of a grid (default: none, the grid): "
+                        f"{', '.join(SUITES)} (docs/leaderboard.md has their sources); 'list' prints them. Sizes "
+                        f"too big for this machine are kept and skipped with the reason")
+    p.add_argument("--leaderboard", action="store_true",
+                   help="print the leaderboard instead of the per-point table: per point, the implementations ranked "
+                        "by time among those that pass the tolerance policy (also `lstm-bench report --leaderboard "
+                        "FILE` later)")
     p.add_argument("--out", help="results file (default lstm-bench-YYYYmmdd-HHMMSS.jsonl; an existing file is refused "
                                  "before anything runs, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue --out, skipping the points already in it")
@@ -244,6 +269,9 @@ NOTHING_MEASURED = f"lstm-bench: nothing was measured: every point was skipped (
 
 
 def run(args: argparse.Namespace) -> int:
+    if flatten(args.suite) == ["list"]:
+        print(describe_suites())
+        return EXIT_OK
     if args.resume and not args.out:
         raise UsageError("--resume needs --out FILE, the results file of the sweep to continue")
     if args.quick and args.grid:
@@ -275,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
               f"command plus {how}", file=sys.stderr)
         return EXIT_INTERRUPTED
     results, counts = outcome.results, outcome.counts
-    print(sweep_table(results))
+    print(leaderboard_text(results) if args.leaderboard else sweep_table(results))
     gpu = gpu_table(results)
     if gpu:
         print("CUDA (L2 cold: flushed before each timed call, warm: not; graph: a CUDA-graph replay of the "

@@ -4,7 +4,9 @@ Each RESULTS is a results file (or a directory of them, or a comma-separated lis
 the JSON of `lstm-bench compare --json` / `ab --json`. Results files are reported per
 machine (`lstm_bench.report.fleet.by_machine`), never pooled. markdown: short enough for
 a pull-request comment (`lstm_bench.report.markdown`); html: one self-contained page with
-the plots embedded (`lstm_bench.report.html`). Exit 0; 2 on bad input.
+the plots embedded (`lstm_bench.report.html`). `--leaderboard`: results files as
+leaderboards (`lstm_bench.report.leaderboard`: per point, the implementations ranked by time
+among those that pass the tolerance policy), markdown. Exit 0; 2 on bad input.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from pathlib import Path
 
 from ..bench.results import ResultsError, ResultsFile, load_many
 from ..report.html import render_html
+from ..report.leaderboard import LEADERBOARD_HEADERS, SUMMARY_HEADERS, leaderboard_rows, render_leaderboard_markdown
 from ..report.markdown import render_markdown, render_sweeps_markdown
-from .args import EXIT_OK, check_new_file
-from .output import emit
+from .args import EXIT_OK, UsageError, check_new_file
+from .output import emit, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results", nargs="+", help="results files (or directories, comma lists) and compare/ab --json files")
     p.add_argument("--format", choices=["markdown", "html"], default="markdown")
     p.add_argument("--out", metavar="FILE", help="write to this new file instead of stdout (never overwritten)")
+    p.add_argument("--leaderboard", action="store_true",
+                   help="results files as leaderboards (markdown): per point, the implementations ranked by time among "
+                        "those that pass the tolerance policy, with spread, ratio to the fastest, %% of peak, verdict")
     p.set_defaults(func=run)
+
+
+def leaderboard_text(results: ResultsFile) -> str:
+    """The leaderboard of one results file for the terminal: the per-implementation summary, the
+    per-point table, then what the columns mean (`lstm_bench.report.leaderboard`)."""
+    summary, rows, notes = leaderboard_rows(results)
+    if not rows:
+        return "(no point in the file)"
+    return "\n".join([table(SUMMARY_HEADERS, summary), "", table(LEADERBOARD_HEADERS, rows, left=(0, 2, -1))]
+                     + notes)
 
 
 def _comparison(path: Path) -> dict | list | None:
@@ -61,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         check_new_file(args.out, "--out")
     results, comparisons = gather(args.results)
+    if args.leaderboard:
+        if comparisons or args.format != "markdown":
+            raise UsageError("--leaderboard reports results files of `lstm-bench bench` as markdown: "
+                             + ("drop --format html" if args.format != "markdown" else
+                                f"{comparisons[0][0]} is the JSON of compare/ab"))
+        emit(render_leaderboard_markdown(results), args.out)
+        return EXIT_OK
     if args.format == "html":
         text = render_html(results, comparisons)
     else:
