@@ -20,6 +20,9 @@ of the same size, one for the gradient of each factor (dx and dW_ih, dr_{t-1} an
 dm and dW_hr), so forward+backward = 3 x forward. For one layer, one direction, no
 projection: forward = 8 T B H (I + H), forward+backward = 24 T B H (I + H).
 
+A forward-only kernel (declared `gradients=False`) is timed on its forward, and its GFLOP/s
+counts the forward alone: `lstm_flops(..., backward=False)` (`TIMED`, `Point.gemm_flops`).
+
 Phases (`phase_flops`): of the backward's two GEMMs per forward GEMM, the one for the data
 factor (dx, dr_{t-1}, dm: the backward-data half, cuDNN's cudnnRNNBackwardData) and the one
 for the weight (dW_ih, dW_hh, dW_hr: the backward-weights half, cudnnRNNBackwardWeights) each
@@ -31,6 +34,10 @@ from __future__ import annotations
 from ..core.values import check_int, check_positive_int
 
 PHASES = ("forward", "backward", "backward_data", "backward_weights")
+# What a sweep's timed call is: a training step, or the forward alone for a kernel declared
+# forward-only (`gradients=False`: an inference engine), whose GFLOP/s counts the forward's FLOPs.
+STEP, FORWARD = "forward+backward", "forward"
+TIMED = (STEP, FORWARD)
 
 
 def lstm_flops(T: int, B: int, I: int, H: int, backward: bool, *, num_layers: int = 1, bidirectional: bool = False,

@@ -14,6 +14,10 @@ and again on the result of the LAST timed call, so that a kernel that caches its
 computes less when called repeatedly fails too: the first call runs on another draw of the
 case (seed + 1) than the timed ones (seed), so a result cached from it is wrong at the end.
 A result that fails either is `WrongResult`.
+
+A kernel declared forward-only (`gradients=False`, an inference engine) has its forward timed
+(the record's `timed` is "forward", its GFLOP/s counts the forward's FLOPs) and its output, h_n and
+c_n judged.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from ..machine.gpu_timing import measure_gpu
 from ..machine.load import LoadProbe
 from ..machine.memory import peak_bytes, saved_bytes
 from ..machine.timing import set_threads, step_fn, synchronize, time_fn
+from .flops import FORWARD, STEP
 from .grid import Point, skip_reason
 from .instructions import InstructionsFailed, InstructionsUnavailable, count_instructions
 from .records import Measurement
@@ -88,7 +93,7 @@ def max_rel_error(impl: str | Impl, point: Point, *, seed: int = 0, case: Case |
     impl = get_impl(impl) if isinstance(impl, str) else impl
     case = point.case(seed) if case is None else case
     got = result if result is not None else impl(case)
-    return agreement(got, reference_for(point, seed).truth).max_rel, got.backend
+    return agreement(got, reference_for(point, seed).truth, gradients=impl.support.gradients).max_rel, got.backend
 
 
 def validated_result(impl: Impl, case: Case) -> Result:
@@ -113,16 +118,18 @@ class ImpossibleTiming(ValueError):
 
 
 def impossible_reason(point: Point, m: Measurement, peak_gflops: float | None) -> str | None:
-    """Why `m` is impossible at `point` (its median forward+backward beats FLOPs / peak), or None.
+    """Why `m` is impossible at `point` (its median timed call beats FLOPs / peak), or None.
 
-    The figure checked is the one `bench` shows as % of peak: GEMM FLOPs of the step over
-    the median forward+backward time. None when there is no peak to check against."""
+    The figure checked is the one `bench` shows as % of peak: GEMM FLOPs of the timed call
+    (forward+backward, or a forward-only kernel's forward) over its median time. None when there
+    is no peak to check against."""
     if not peak_gflops:
         return None
-    gflops = point.flops / m.forward_backward_median_s / 1e9
+    flops = point.gemm_flops(backward=not m.forward_only)
+    gflops = flops / m.forward_backward_median_s / 1e9
     if gflops <= peak_gflops:
         return None
-    return (f"impossible timing: {gflops:.1f} GFLOP/s ({point.flops:.3g} GEMM FLOPs in a median "
+    return (f"impossible timing: {gflops:.1f} GFLOP/s ({flops:.3g} GEMM FLOPs in a median "
             f"{m.forward_backward_median_s:.3g} s) is above this machine's {point.device}/{point.dtype} matmul "
             f"peak of {peak_gflops:.1f} GFLOP/s; not recorded as a measurement")
 
@@ -142,7 +149,8 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     `compiled`) is made cold first; its first call's time less the warm median is recorded as
     `compile_s`. Raises ValueError naming the reason when `skip_reason(point)` is not None.
     An implementation registered without a forward/backward split gets its whole call
-    timed as forward+backward; its forward times and memory figures are left empty.
+    timed as forward+backward; its forward times and memory figures are left empty. A forward-only
+    kernel (`gradients=False`) gets its call timed as what it is, the forward (`timed` "forward").
     """
     reason = skip_reason(point)
     if reason is not None:
@@ -150,7 +158,8 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
     threads = set_threads(threads)
     probe = LoadProbe.start()
     impl = get_impl(point.impl)
-    has_halves = impl.forward is not None
+    forward_only = not impl.support.gradients
+    has_halves = impl.forward is not None and not forward_only  # a forward-only kernel's call is its forward
     # The first call runs on another draw of the case than the timed calls (seed + 1), so that
     # a kernel returning a cached result, or one computed for other numbers, fails at the end.
     first_case, case = point.case(seed + 1), point.case(seed)
@@ -226,4 +235,4 @@ def measure_point(point: Point, *, threads: int | None = None, repeats: int = 5,
                        saved_bytes=saved, peak_bytes=peak, max_rel_error=max_rel if worst is not None else None,
                        backend=backend, load=load, instructions=count, instructions_note=note, worst_err_bound=worst,
                        unjudged_reason=unjudged, oversubscribed=load.oversubscribed_reason(), gpu=gpu,
-                       compile_s=compile_s)
+                       compile_s=compile_s, timed=FORWARD if forward_only else STEP)

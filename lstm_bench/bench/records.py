@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..machine.gpu_timing import GpuFigures
 from ..machine.load import Load
+from .flops import FORWARD, STEP, TIMED
 from .grid import Point
 
 STATUSES = ("ok", "failed", "skipped")
@@ -40,7 +41,13 @@ class Measurement:
     """One point's figures (`lstm_bench.bench.measure.measure_point`).
 
     forward_s, forward_backward_s   seconds per call, one per repeat; forward_s is empty
-                                    when the implementation has no forward/backward halves
+                                    when the implementation has no forward/backward halves;
+                                    forward_backward_s is the timed call, the forward alone
+                                    when `timed` is "forward"
+    timed                           what the timed call is (`flops.TIMED`): "forward+backward",
+                                    or "forward" for a kernel declared forward-only
+                                    (`gradients=False`), whose GFLOP/s counts the forward's FLOPs
+                                    and whose verdict judges output, h_n and c_n
     saved_bytes, peak_bytes         `lstm_bench.machine.memory`; None when not measured
     max_rel_error                   max over the outputs and every gradient of
                                     max|a - b| / max|b|, b the float64 reference; None when not measured
@@ -89,6 +96,16 @@ class Measurement:
     worst_err_bound: float | None = None
     unjudged_reason: str | None = None
     oversubscribed: str | None = None
+    timed: str = STEP
+
+    def __post_init__(self) -> None:
+        if self.timed not in TIMED:
+            raise ValueError(f"measurement.timed must be one of {TIMED}, got {self.timed!r}")
+
+    @property
+    def forward_only(self) -> bool:
+        """True when the timed call is a forward-only kernel's forward (`timed` "forward")."""
+        return self.timed == FORWARD
 
     @property
     def forward_median_s(self) -> float | None:
@@ -130,13 +147,15 @@ class Measurement:
         for name in ("worst_err_bound", "unjudged_reason", "oversubscribed"):
             if getattr(self, name) is not None:
                 d[name] = getattr(self, name)
+        if self.timed != STEP:
+            d["timed"] = self.timed
         return d
 
     @classmethod
     def from_json(cls, d: object) -> "Measurement":
         """From a stored record; ValueError naming the field. Fields older files also held are ignored;
         fields newer ones add (load, instructions, peak_gflops, worst_err_bound, unjudged_reason,
-        oversubscribed) may be missing."""
+        oversubscribed, timed) may be missing."""
         if not isinstance(d, dict):
             raise ValueError(f"measurement must be an object, got {d!r}")
         fb = _seconds("forward_backward_s", d.get("forward_backward_s"))
@@ -157,6 +176,7 @@ class Measurement:
             worst_err_bound=_optional("worst_err_bound", d.get("worst_err_bound"), float),
             unjudged_reason=_optional("unjudged_reason", d.get("unjudged_reason"), str),
             oversubscribed=_optional("oversubscribed", d.get("oversubscribed"), str),
+            timed=d.get("timed", STEP),
         )
 
 
@@ -198,10 +218,12 @@ class PointRecord:
 
     @property
     def gflops(self) -> float | None:
-        """Achieved GFLOP/s of the median forward+backward (`Point.flops` / seconds / 1e9); None unless ok."""
+        """Achieved GFLOP/s of the median timed call (its GEMM FLOPs, `Point.gemm_flops`: forward+backward, or
+        the forward of a forward-only kernel / seconds / 1e9); None unless ok."""
         if self.measurement is None:
             return None
-        return self.point.flops / self.measurement.forward_backward_median_s / 1e9
+        flops = self.point.gemm_flops(backward=not self.measurement.forward_only)
+        return flops / self.measurement.forward_backward_median_s / 1e9
 
     def to_json(self) -> dict:
         rec: dict = {"kind": "point", "point": self.point.as_dict(), "status": self.status, "time": self.time}

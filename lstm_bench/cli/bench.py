@@ -62,7 +62,7 @@ def sweep_table(results: ResultsFile) -> str:
     verdict (the tolerance policy's largest err/bound, <= 1 passes); a time taken while the
     machine was oversubscribed is marked OVERSUBSCRIBED, with the reason below the table."""
     peaks = results.env.get("matmul_peak_gflops", {})
-    rows, no_halves = [], []
+    rows, no_halves, forward_only = [], [], []
     noisy = above = 0
     oversubscribed: list[str] = []
     unjudged: dict[str, int] = {}
@@ -83,7 +83,9 @@ def sweep_table(results: ResultsFile) -> str:
                         + [f"{rec.status.upper()}: {rec.error}"])
             continue
         m = rec.measurement
-        if not m.has_halves and p.impl not in no_halves:
+        if m.forward_only:
+            forward_only += [p.impl] * (p.impl not in forward_only)
+        elif not m.has_halves and p.impl not in no_halves:
             no_halves.append(p.impl)
         peak = m.peak_gflops or peaks.get(header_key(p.device, p.dtype))
         pct = "-"
@@ -103,7 +105,8 @@ def sweep_table(results: ResultsFile) -> str:
             oversubscribed.append(over)
         if m.unjudged_reason:
             unjudged[m.unjudged_reason] = unjudged.get(m.unjudged_reason, 0) + 1
-        flags = (" NOISY" if noisy_point else "") + (" OVERSUBSCRIBED" if over else "")
+        flags = (" FWD ONLY" if m.forward_only else "") + (" NOISY" if noisy_point else "") + (
+            " OVERSUBSCRIBED" if over else "")
         bound = (f"{m.worst_err_bound:.3g}" if m.worst_err_bound is not None
                  else "not judged" if m.unjudged_reason else "-")
         row = head + [f"{human_duration(m.forward_backward_median_s)} {spread}" + flags,
@@ -126,6 +129,9 @@ def sweep_table(results: ResultsFile) -> str:
         notes.append(f"fwd, saved, peak mem are '-' for {', '.join(no_halves)}: registered without forward/"
                      f"backward halves, so only the whole call is timed (give register_impl forward= and "
                      f"backward=, or set .forward and .backward on the function, to measure them)")
+    if forward_only:
+        notes.append(f"FWD ONLY: {', '.join(forward_only)} declared forward-only (gradients=False): the timed call "
+                     f"is the forward, GFLOP/s counts the forward's FLOPs, err/bound judges output, h_n and c_n")
     settings = results.settings
     if not settings.get("memory", True):
         notes.append("saved, peak mem: not measured (--no-memory)")

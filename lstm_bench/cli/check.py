@@ -26,7 +26,7 @@ from ..conformance.policy import MEASURED_MAX_T, AgreementReport
 from ..core.contract import check_dtype
 from ..core.devices import check_device
 from ..core.registry import available_impls, get_impl, resolve_impls
-from ..core.support import Unsupported, dtype_name
+from ..core.support import FORWARD_ONLY, Unsupported, dtype_name
 from ..impls import COMPILING
 from ..machine.timing import set_threads
 from .args import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_OK, UsageError, add_impls, add_sizes, flatten,
@@ -182,11 +182,15 @@ def run_check(impls: list[str], specs: list[CaseSpec], *, device: str, verbose: 
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: the summary of the cases that finished", file=sys.stderr)
+    forward_only = [name for name in tallies if not get_impl(name).support.gradients]
     rows = [[name, t.backend or "-", t.passed + t.failed + t.skipped, t.passed, t.failed, t.skipped,
-             f"{t.max_rel:.2e}", f"{t.worst:.2e}", "FAIL" if t.failed else ("PASS" if t.passed else "SKIP")]
+             f"{t.max_rel:.2e}", f"{t.worst:.2e}", ("FAIL" if t.failed else ("PASS" if t.passed else "SKIP"))
+             + (" (forward only)" if name in forward_only else "")]
             for name, t in tallies.items()]
     print("\n" + table(["implementation", "backend", "cases", "passed", "failed", "skipped", "max rel",
                         "worst err/bound", "result"], rows, left=(0, 1, -1)))
+    for name in forward_only:
+        print(f"{name}: judged on output, h_n and c_n: {FORWARD_ONLY}")
     failures = [f"  {name} {line}" for name, t in tallies.items() for line in t.failures]
     if failures:
         print("failed:\n" + "\n".join(failures))

@@ -102,6 +102,7 @@ class PointRun:
     load: Load | None = None
     backends: dict[str, list[str]] = field(default_factory=dict)  # side name -> Result.backend per check
     unjudged: str = ""  # why only NaN/Inf were checked
+    gradients: dict[str, bool] = field(default_factory=dict)  # side name -> False for a forward-only kernel
 
     @property
     def ok(self) -> bool:
@@ -267,7 +268,8 @@ def _setup(run: PointRun, workers: dict[str, WorkerProcess], job: _Job, tracker:
             job.side_error(run, name, str(reply.get("error")))
             continue
         run.backends.setdefault(name, []).append(str(reply.get("backend") or ""))
-        why = ab_checks.wrong_reason(result, cases.truth, run.point.torch_dtype)
+        run.gradients[name] = bool(reply.get("gradients", True))
+        why = ab_checks.wrong_reason(result, cases.truth, run.point.torch_dtype, run.gradients[name])
         if why:
             job.side_error(run, name, f"wrong result before the timing: {why}")
         else:
@@ -309,12 +311,13 @@ def _verify(run: PointRun, workers: dict[str, WorkerProcess], job: _Job, generat
             job.side_error(run, name, f"after the timing: {reply.get('error')}")
             continue
         run.backends.setdefault(name, []).append(str(reply.get("check_backend") or ""))
-        why = ab_checks.wrong_reason(last, cases.truth, run.point.torch_dtype)
+        gradients = run.gradients.get(name, True)
+        why = ab_checks.wrong_reason(last, cases.truth, run.point.torch_dtype, gradients)
         if why:
             calls = run.number * run.batch.count(generation)
             job.side_error(run, name, f"wrong result after {calls} timed calls (the last one's output): {why}")
             continue
-        why = ab_checks.wrong_reason(check, cases.check_truth, run.point.torch_dtype)
+        why = ab_checks.wrong_reason(check, cases.check_truth, run.point.torch_dtype, gradients)
         if why:
             job.side_error(run, name, f"wrong result after the timing on a case of new numbers in the same tensors "
                                       f"(a cached or stale result?): {why}")

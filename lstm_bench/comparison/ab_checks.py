@@ -33,7 +33,7 @@ import torch
 
 from ..bench.grid import Point
 from ..conformance.judge import Reference, judge_result, reference_of
-from ..core.contract import Result
+from ..core.contract import FORWARD_TENSORS, Result
 from ..core.support import Unsupported
 
 CHECK_SEED_OFFSET = 1  # the check case's seed: the timing case's + 1
@@ -75,11 +75,14 @@ def prepare(point: Point, seed: int, folder: Path, index: int) -> PointCases:
                       _truth(point, seed + CHECK_SEED_OFFSET, check_file))
 
 
-def _result(tensors: dict[str, torch.Tensor], truth: Truth) -> Result:
+def _result(tensors: dict[str, torch.Tensor], truth: Truth, gradients: bool = True) -> Result:
     """A Result in the coordinator's names and shapes from a worker's `Result.tensors()` (lstm-bench 0.1
-    names single-layer weights without "_l0" and keeps states as (B, H): same numbers, reshaped)."""
+    names single-layer weights without "_l0" and keeps states as (B, H): same numbers, reshaped); of a
+    forward-only kernel (`gradients=False`), output, h_n and c_n."""
     got = {}
     for name, shape in truth.names.items():
+        if not gradients and name not in FORWARD_TENSORS:
+            continue
         t = tensors.get(name, tensors.get(name.removesuffix("_l0")))
         if t is None:
             raise ValueError(f"the result has no {name}")
@@ -90,17 +93,18 @@ def _result(tensors: dict[str, torch.Tensor], truth: Truth) -> Result:
     return Result(got["output"], got["h_n"], got["c_n"], grads)
 
 
-def wrong_reason(path: str | Path, truth: Truth, dtype: torch.dtype) -> str | None:
-    """Why the result a worker saved in `path` is wrong under the tolerance policy, or None when it passes."""
+def wrong_reason(path: str | Path, truth: Truth, dtype: torch.dtype, gradients: bool = True) -> str | None:
+    """Why the result a worker saved in `path` is wrong under the tolerance policy, or None when it passes;
+    `gradients=False`: a forward-only kernel's, judged on output, h_n and c_n."""
     try:
         tensors = torch.load(path)
         if truth.reference is None:
             bad = [k for k, v in tensors.items() if not bool(torch.isfinite(v).all())]
             return f"NaN/Inf in {', '.join(bad)}" if bad else None
-        got = _result(tensors, truth)
+        got = _result(tensors, truth, gradients)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         return f"result unreadable: {err}"
-    report = judge_result(got, truth.reference, dtype)
+    report = judge_result(got, truth.reference, dtype, gradients=gradients)
     if report.passed:
         return None
     nonfinite = [r.name for r in report.failures if "NaN/Inf" in r.note]

@@ -80,7 +80,8 @@ def judge_against_reference(impl, case: Case, *, reference: str = "autograd",
     The truth is computed from a copy taken before `impl` runs (or given, as
     `reference_of(case)`), and the case is compared with that copy afterwards: an
     implementation that modifies its inputs fails, naming the tensor. A result in
-    another dtype or on another device than the case raises ValueError (the contract).
+    another dtype or on another device than the case raises ValueError (the contract). A kernel
+    declared forward-only (`gradients=False`) is judged on output, h_n and c_n.
     """
 
     impl = get_impl(impl) if isinstance(impl, str) else impl
@@ -88,7 +89,7 @@ def judge_against_reference(impl, case: Case, *, reference: str = "autograd",
     ref = reference_of(pristine, reference) if truth is None else truth
     got = impl(case)
     report = judge_result(got, ref, case.dtype, approximate=case.device.type in impl.support.approximate_on,
-                          tf32=tf32_active(case.device),
+                          tf32=tf32_active(case.device), gradients=impl.support.gradients,
                           title=f"{impl.name} [{got.backend or '?'}] vs {reference} float64 | {describe(case)}")
     report.problems += [f"{impl.name} modified case.{name} in place (inputs are read-only)"
                         for name in case.modified(pristine)]
@@ -96,17 +97,18 @@ def judge_against_reference(impl, case: Case, *, reference: str = "autograd",
 
 
 def judge_result(got: Result, ref: Reference, dtype: torch.dtype, *, approximate: bool = False,
-                 tf32: bool = False, title: str = "") -> AgreementReport:
+                 tf32: bool = False, title: str = "", gradients: bool = True) -> AgreementReport:
     """Judge a result already computed (e.g. in another process: `lstm-bench ab`) against `ref`, the
     case's `reference_of`, under the policy: float64 agreement (with the fast-math floor when the
     kernel declares `approximate` activations on the case's device), or the vendor-relative rule in
     low precision. `tf32`: a float32 result computed with TF32 allowed (CUDA) is judged with TF32's
     eps (2^-10, 10 mantissa bits), as its own mode: measured on an H200, cuDNN and the vectorised
     path in TF32 were 5e-4 off in relative terms, 25-98x float32's bound (`python -m studies.gpu_run`,
-    2026-12-04)."""
+    2026-12-04). `gradients=False`: a forward-only kernel's result, judged on output, h_n and c_n
+    (`policy.judged_names`)."""
     if ref.vendor is not None:
         title += f" | low precision: vs {VENDOR} [{ref.vendor.backend}]'s error x {VENDOR_FACTOR:g} + eps"
-        return vendor_relative(got, ref.vendor, ref.truth, dtype=dtype, title=title)
+        return vendor_relative(got, ref.vendor, ref.truth, dtype=dtype, title=title, gradients=gradients)
     floor = FAST_MATH_FLOOR if approximate else FLOOR
     if approximate:
         title += f" | approximate activations declared: floor {FAST_MATH_FLOOR:g} eps"
@@ -114,7 +116,8 @@ def judge_result(got: Result, ref: Reference, dtype: torch.dtype, *, approximate
     if tf32 and dtype == torch.float32:
         eps = TF32_EPS
         title += " | TF32 allowed: judged with TF32's eps"
-    return agreement(got, ref.truth, dtype=dtype, sensitivity=ref.sensitivity, title=title, floor=floor, eps=eps)
+    return agreement(got, ref.truth, dtype=dtype, sensitivity=ref.sensitivity, title=title, floor=floor, eps=eps,
+                     gradients=gradients)
 
 
 @functools.lru_cache(maxsize=256)

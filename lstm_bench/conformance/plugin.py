@@ -15,7 +15,7 @@ import torch
 from ..core.contract import Case
 from ..core.devices import KNOWN_DEVICES, tf32
 from ..core.registry import Impl, all_impls, get_impl, resolve_impls
-from ..core.support import Unsupported
+from ..core.support import FORWARD_ONLY, Unsupported
 from .assertions import assert_agrees
 from .cases import DEPTHS, CaseSpec, catalogue
 
@@ -75,7 +75,23 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if s is None or not config.getoption("lstm_impl"):
         return None
     return (f"lstm-bench conformance: kernels {', '.join(s.impls)}; depth {s.depth}, seed {s.seed}, "
-            f"{s.examples} random cases each, {s.threads} CPU thread(s)")
+            f"{s.examples} random cases each, {s.threads} CPU thread(s)") + "".join(
+        f"\nlstm-bench conformance: {name}: {FORWARD_ONLY}" for name in _forward_only(s))
+
+
+def _forward_only(settings: Settings) -> list[str]:
+    """The kernels of the run declared forward-only (`gradients=False`)."""
+    return [name for name in settings.impls if not get_impl(name).support.gradients]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Say, under the results, which kernels were judged on their forward alone."""
+    s = config.stash.get(SETTINGS, None)
+    if s is None:
+        return
+    for name in _forward_only(s):
+        terminalreporter.write_line(f"lstm-bench conformance: {name} judged on output, h_n and c_n ({FORWARD_ONLY}); "
+                                    f"the gates that need gradients skipped with that reason")
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,12 @@ class Kernel:
         if reason is not None:
             pytest.skip(reason)
         return case
+
+    def needs_gradients(self, what: str) -> None:
+        """Skip, with the reason, a gate that needs gradients (`what` it does with them) when the
+        kernel is declared forward-only."""
+        if not self.impl.support.gradients:
+            pytest.skip(f"{self.name}: {FORWARD_ONLY}; {what}")
 
     def assert_agrees(self, spec: CaseSpec, msg: str = "") -> None:
         """`testing.assert_agrees` on `spec`; a skip, with the reason, for a case the kernel does

@@ -33,6 +33,9 @@ float64 follows the same rule with its own eps (2.2e-16): the floor is 3.6e-15 o
 scale, so float64 agreement is strict. Without `sensitivity` only the floor applies.
 NaN or Inf in either result is always a failure.
 
+A forward-only kernel (declared `gradients=False`: an inference engine) is judged on output,
+h_n and c_n alone, under the same rule (`judged_names`, the one place that decides).
+
 Low precision (bfloat16, float16). A fixed bound cannot judge these: with bfloat16's eps
 (7.8e-3) the sensitivity term calls nearly every case ill-conditioned, and the error a
 correct kernel makes depends on what it accumulates in. So a low-precision result is
@@ -62,8 +65,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..core.contract import Case, Result
-from ..core.support import dtype_name
+from ..core.contract import FORWARD_TENSORS, Case, Result
+from ..core.support import FORWARD_ONLY, dtype_name
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 VENDOR = "nn_lstm"  # the yardstick of low-precision results: nn.LSTM as torch runs it
@@ -116,6 +119,7 @@ class AgreementReport:
     title: str = ""
     backend: str = ""  # what actually ran (Result.backend), e.g. "onednn" for nn_lstm on CPU
     problems: list[str] = field(default_factory=list)
+    forward_only: bool = False  # judged on output, h_n and c_n alone (the kernel declared gradients=False)
 
     @property
     def passed(self) -> bool:
@@ -140,7 +144,7 @@ class AgreementReport:
 
     def to_dict(self) -> dict:
         return {"title": self.title, "dtype": self.dtype, "backend": self.backend, "passed": self.passed, "max_rel": self.max_rel,
-                "rows": [asdict(r) for r in self.rows]}
+                "forward_only": self.forward_only, "rows": [asdict(r) for r in self.rows]}
 
     def __str__(self) -> str:
         w = max([12] + [len(r.name) for r in self.rows])
@@ -152,6 +156,7 @@ class AgreementReport:
             lines.append(f"{r.name:<{w}} {r.mean_abs:10.2e} {r.max_abs:10.2e} {r.max_rel:10.2e} {r.worst:10.2e}  "
                          f"{status}")
         lines += [f"problem: {p}" for p in self.problems]
+        lines += [FORWARD_ONLY] * self.forward_only
         failed = [f"{len(self.failures)} tensors"] * bool(self.failures) + ["an input modified"] * bool(self.problems)
         lines.append(f"{'all':<{w}} {'':>10} {'':>10} {self.max_rel:10.2e} {'':>10}  "
                      + ("PASS" if self.passed else f"FAIL ({', '.join(failed)})"))
@@ -185,10 +190,18 @@ def judge_tensor(name: str, a: torch.Tensor, b: torch.Tensor, *, eps: float, sen
                worst, worst <= 1.0, note)
 
 
+def judged_names(reference: Result, gradients: bool = True) -> list[str]:
+    """The tensors (`Result.tensors()` names) a result is judged on: every one of `reference`
+    (output, h_n, c_n, every gradient), or output, h_n and c_n alone for a kernel declared
+    forward-only (`gradients=False`). Every judging function asks here."""
+    return [k for k in reference.tensors() if gradients or k in FORWARD_TENSORS]
+
+
 def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = None,
               sensitivity: dict[str, float] | None = None, title: str = "", floor: float = FLOOR,
-              eps: float | None = None) -> AgreementReport:
-    """Judge every tensor of `result` against `reference` (outputs, final states, every gradient).
+              eps: float | None = None, gradients: bool = True) -> AgreementReport:
+    """Judge every tensor of `result` against `reference` (outputs, final states, every gradient;
+    with `gradients=False`, a forward-only kernel's result, output, h_n and c_n: `judged_names`).
 
     `dtype` is the checked dtype, whose eps sets the floor: the case's (default: the
     result's own dtype, never the less precise of the two, so a result that came back in
@@ -202,19 +215,22 @@ def agreement(result: Result, reference: Result, *, dtype: torch.dtype | None = 
     a, b = result.tensors(), reference.tensors()
     eps = torch.finfo(dtype).eps if eps is None else eps  # TF32_EPS for float32 computed in TF32
     sens = sensitivity or {}
-    rows = [judge_tensor(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0), floor=floor) for k in b]
-    return AgreementReport(rows, dtype=dtype_name(dtype), title=title, backend=result.backend or "")
+    rows = [judge_tensor(k, a[k], b[k], eps=eps, sens=sens.get(k, 0.0), floor=floor)
+            for k in judged_names(reference, gradients)]
+    return AgreementReport(rows, dtype=dtype_name(dtype), title=title, backend=result.backend or "",
+                           forward_only=not gradients)
 
 
 def vendor_relative(result: Result, vendor: Result, truth: Result, *, dtype: torch.dtype, eps: float | None = None,
-                    factor: float = VENDOR_FACTOR, title: str = "") -> AgreementReport:
+                    factor: float = VENDOR_FACTOR, title: str = "", gradients: bool = True) -> AgreementReport:
     """Judge a low-precision `result` by its error against `truth`, relative to `vendor`'s (module
     docstring). `eps` defaults to `dtype`'s (TF32_EPS for float32 computed in TF32 mode); `factor`
-    is F (other values only for the study that chose it)."""
+    is F (other values only for the study that chose it); `gradients=False`: output, h_n and c_n
+    alone (`judged_names`)."""
     eps = torch.finfo(dtype).eps if eps is None else eps
     a, v, b = result.tensors(), vendor.tensors(), truth.tensors()
     rows = []
-    for k in b:
+    for k in judged_names(truth, gradients):
         ref = b[k].detach().to("cpu", torch.float64)
         x, y = a[k].detach().to("cpu", torch.float64), v[k].detach().to("cpu", torch.float64)
         if not bool(torch.isfinite(x).all()):
@@ -227,7 +243,8 @@ def vendor_relative(result: Result, vendor: Result, truth: Result, *, dtype: tor
         worst = err / bound
         rows.append(Row(k, diff.mean().item(), diff.max().item(), err, worst, worst <= 1.0,
                         f"vendor {err_vendor:.1e}"))
-    return AgreementReport(rows, dtype=dtype_name(dtype), title=title, backend=result.backend or "")
+    return AgreementReport(rows, dtype=dtype_name(dtype), title=title, backend=result.backend or "",
+                           forward_only=not gradients)
 
 
 def describe(case: Case) -> str:

@@ -80,11 +80,13 @@ def strict_dynamo() -> Iterator[None]:
 
 def judge_result(result: Result, case: Case, ref: Reference, title: str, impl: Impl | None = None) -> AgreementReport:
     """`result` on `case` against its reference, under the tolerance policy as `judge_against_reference`
-    applies it (`judge.judge_result`: the kernel's declared approximate activations, TF32 when allowed)."""
-    check_result(result, case, title)
+    applies it (`judge.judge_result`: the kernel's declared approximate activations and gradients, TF32 when
+    allowed)."""
+    gradients = impl is None or impl.support.gradients
+    check_result(result, case, title, gradients=gradients)
     approximate = impl is not None and case.device.type in impl.support.approximate_on
     return judge.judge_result(result, ref, case.dtype, approximate=approximate, tf32=tf32_active(case.device),
-                              title=title)
+                              title=title, gradients=gradients)
 
 
 def compiled_result(impl: Impl, spec: CaseSpec, device: str) -> tuple[Result, list[str]]:

@@ -28,5 +28,6 @@ def test_tf32_mode_against_the_vendor(lstm_kernel):
     with tf32(True):
         result, vendor = lstm_kernel.impl(case.clone()), get_impl(VENDOR)(case.clone())
     report = vendor_relative(result, vendor, truth, dtype=torch.float32, eps=TF32_EPS,
-                             title=f"{lstm_kernel.name} in TF32 mode vs {VENDOR} in TF32 mode")
+                             title=f"{lstm_kernel.name} in TF32 mode vs {VENDOR} in TF32 mode",
+                             gradients=lstm_kernel.impl.support.gradients)
     assert report.passed, str(report)

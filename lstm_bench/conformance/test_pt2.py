@@ -50,6 +50,7 @@ def _traceable_spec(kernel, specs):
 @pytest.mark.parametrize("util", OPCHECK_UTILS)
 def test_opcheck(lstm_kernel, pt2_specs, util):
     ops = getattr(lstm_kernel.impl.fn, "ops", None)
+    lstm_kernel.needs_gradients("opcheck tests the op's autograd registration")
     if not ops:
         pytest.skip(f"{lstm_kernel.name} is not a torch.library custom op (lstm_bench.adapters.op_kernel)")
     spec = _traceable_spec(lstm_kernel, pt2_specs)
@@ -64,6 +65,7 @@ def test_opcheck(lstm_kernel, pt2_specs, util):
 
 
 def test_compiled_agrees_with_float64_truth(lstm_kernel, pt2_specs):
+    lstm_kernel.needs_gradients("the compiled forward is judged with its gradients by autograd through the graph")
     spec = _traceable_spec(lstm_kernel, pt2_specs)
     result, modified = compiled_result(lstm_kernel.impl, spec, lstm_kernel.device)
     report = judge_result(result, spec.make(lstm_kernel.device), truth_of(spec, lstm_kernel.device),

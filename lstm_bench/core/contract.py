@@ -218,6 +218,9 @@ class Case:
         return dataclasses.replace(self.with_tensors({**self.tensors(), **t}), lengths=lengths)
 
 
+FORWARD_TENSORS = ("output", "h_n", "c_n")  # what a forward computes; every other tensor of a Result is a gradient
+
+
 @dataclass
 class Result:
     """What an implementation returns for a Case.
@@ -240,7 +243,7 @@ class Result:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Everything compared between implementations, by name: outputs, final states, then d_<name>."""
-        out = {"output": self.output, "h_n": self.h_n, "c_n": self.c_n}
+        out = dict(zip(FORWARD_TENSORS, (self.output, self.h_n, self.c_n)))
         out.update({f"d_{k}": v for k, v in self.grads.items()})
         return out
 
@@ -417,20 +420,32 @@ def check_case(case: object) -> Case:
     return case
 
 
-def check_result(result: object, case: Case, impl: str = "?") -> Result:
+def check_result(result: object, case: Case, impl: str = "?", *, gradients: bool = True) -> Result:
     """Raise ValueError unless `result` has the fields, keys, shapes, dtype and device the contract promises.
 
     Every tensor of a result is in the case's dtype and on its device: a kernel that
     returns bfloat16 for a float32 case has lost precision the case asked for, and one
-    that returns float64 has been judged against the wrong tolerance."""
+    that returns float64 has been judged against the wrong tolerance. A kernel declared
+    forward-only (`gradients=False`, `lstm_bench.core.support`) returns `grads == {}`, exactly;
+    any other kernel returns every gradient of `case.config.grad_names()`."""
     if not isinstance(result, Result):
         raise ValueError(f"implementation {impl!r} returned {type(result).__name__}, expected lstm_bench.Result")
-    names = case.config.grad_names()
-    missing, extra = set(names) - set(result.grads), set(result.grads) - set(names)
-    if missing or extra:
-        raise ValueError(
-            f"implementation {impl!r} returned grads with keys {sorted(result.grads)}; "
-            f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    if not isinstance(result.grads, dict):
+        raise ValueError(f"implementation {impl!r} returned grads of type {type(result.grads).__name__}, "
+                         f"expected a dict")
+    if not gradients:
+        if result.grads:
+            raise ValueError(f"implementation {impl!r} is declared forward-only (gradients=False) but returned grads "
+                             f"with keys {sorted(result.grads)}; a forward-only kernel returns grads={{}}")
+    else:
+        names = case.config.grad_names()
+        missing, extra = set(names) - set(result.grads), set(result.grads) - set(names)
+        if missing or extra:
+            hint = (" (a forward-only kernel declares it: `my_lstm.gradients = False` or "
+                    "register_impl(..., gradients=False), and returns grads={})" if not result.grads else "")
+            raise ValueError(
+                f"implementation {impl!r} returned grads with keys {sorted(result.grads)}; "
+                f"missing {sorted(missing)}, unexpected {sorted(extra)}{hint}")
     shapes = expected_shapes(case)
     for name, t in result.tensors().items():
         if not isinstance(t, torch.Tensor):

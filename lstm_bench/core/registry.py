@@ -61,7 +61,7 @@ class Impl:
 
     def __call__(self, case: Case) -> Result:
         self.check_case(case)
-        return check_result(self.fn(case), case, self.name)
+        return check_result(self.fn(case), case, self.name, gradients=self.support.gradients)
 
     def unsupported_reason(self, case: Case) -> str | None:
         """Why this implementation does not support `case` (as it declared), or None."""
@@ -102,7 +102,10 @@ class Shipped:
 
 
 # Short name -> the shipped adapter; docs/adapters.md lists each with its library's version.
-SHIPPED_ADAPTERS: dict[str, Shipped] = {}
+SHIPPED_ADAPTERS: dict[str, Shipped] = {
+    "onnxruntime": Shipped("lstm_bench.adapters.onnxruntime_lstm:onnxruntime_lstm", "onnxruntime",
+                           ("onnxruntime", "onnx")),
+}
 
 
 def register_impl(
@@ -120,6 +123,7 @@ def register_impl(
     deterministic: bool = True,
     why_nondeterministic: str = "",
     approximate_activations: bool | Iterable[str] = False,
+    gradients: bool = True,
 ) -> Impl:
     """Put `fn` (case -> Result) under the harness's gates and benchmarks as `name`.
 
@@ -127,7 +131,8 @@ def register_impl(
     `max_sizes` declare what it supports (cases outside are skipped with the reason); `deterministic=False` (with `why_nondeterministic`) makes
     the determinism gate an expected failure; `approximate_activations` (True, or the devices)
     judges float32 results with the policy's fast-math floor. `forward`/`backward` halves let the
-    benchmarks time the forward alone and measure what it keeps for the backward.
+    benchmarks time the forward alone and measure what it keeps for the backward. `gradients=False`
+    declares a forward-only kernel (its Result's grads are {}): judged on output, h_n and c_n.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"implementation name must be a non-empty string, got {name!r}")
@@ -137,7 +142,7 @@ def register_impl(
         raise ValueError(f"implementation {name!r}: give both forward and backward, or neither")
     support = Support.declare(devices=devices, dtypes=dtypes, features=features, max_sizes=max_sizes,
                               deterministic=deterministic, why_nondeterministic=why_nondeterministic,
-                              approximate_activations=approximate_activations, name=name)
+                              approximate_activations=approximate_activations, gradients=gradients, name=name)
     if name in _REGISTRY and not replace:
         raise ValueError(f"implementation {name!r} is already registered; pass replace=True to replace it")
     impl = Impl(name, fn, support, forward, backward, description)
@@ -227,7 +232,7 @@ def _import_module(module: str, spec: str) -> Any:
 
 
 DECLARATIONS = ("devices", "dtypes", "features", "max_sizes", "deterministic", "why_nondeterministic",
-                "approximate_activations")
+                "approximate_activations", "gradients")
 
 
 def declared_by(fn: Callable) -> tuple[dict[str, Any], Callable | None, Callable | None]:
@@ -246,7 +251,7 @@ def load_impl(spec: str) -> Impl:
 
     The function follows the contract `case -> Result`. Optional attributes on it
     declare what `register_impl` takes (`declared_by`): `devices`, `dtypes`, `features`,
-    `max_sizes`, `deterministic`, `why_nondeterministic`, and `forward` and `backward` (the two
+    `max_sizes`, `deterministic`, `why_nondeterministic`, `gradients`, and `forward` and `backward` (the two
     halves, so that the forward is timed alone and its saved activations measured). It
     is registered as NAME, by default the function's name; loading the same function
     again returns the same Impl. ValueError, naming what was wrong, otherwise.

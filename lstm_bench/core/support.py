@@ -13,6 +13,9 @@ point outside the declaration is *skipped with the reason* by every gate, `check
     max_sizes      upper limits of the sizes, e.g. {"H": 1024, "T": 4096}
     deterministic  False when the same case twice may give different bits (atomics on
                    CUDA); the determinism gate then expects a failure, with `why_nondeterministic`
+    gradients      False for a forward-only kernel (an inference engine): its Result has
+                   `grads == {}`, it is judged on output, h_n and c_n, and the gates that need
+                   gradients skip with `FORWARD_ONLY` as the reason
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ DEFAULT_DTYPES = ("float32", "float64")  # what a kernel that declares nothing i
 DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "double": "float64", "fp64": "float64",
                  "half": "float16", "fp16": "float16", "bf16": "bfloat16"}
 FEATURES = ("layers", "bidirectional", "projection", "batch_first", "lengths")
+# What every report, skip and summary says of a kernel declared `gradients=False`: the one wording.
+FORWARD_ONLY = "forward only: gradients not judged (declared gradients=False)"
 
 
 class Unsupported(ValueError):
@@ -63,17 +68,20 @@ class Support:
     deterministic: bool = True
     why_nondeterministic: str = ""
     approximate_on: tuple[str, ...] = ()  # devices where it computes σ and tanh with approximate intrinsics
+    gradients: bool = True  # False: forward only, judged on output, h_n and c_n
 
     @classmethod
     def declare(cls, *, devices: Iterable[str] = KNOWN_DEVICES, dtypes: Iterable[str] = DEFAULT_DTYPES,
                 features: Iterable[str] = FEATURES, max_sizes: Mapping[str, int] | None = None,
                 deterministic: bool = True, why_nondeterministic: str = "",
-                approximate_activations: bool | Iterable[str] = False, name: str = "?") -> "Support":
+                approximate_activations: bool | Iterable[str] = False, gradients: bool = True,
+                name: str = "?") -> "Support":
         """A checked Support; ValueError naming the implementation and the bad value.
 
         `approximate_activations`: True (every device) or the devices on which the kernel
         evaluates σ and tanh with approximate intrinsics (fast math, as cuDNN does); its
-        float32 results there are judged with the policy's fast-math floor."""
+        float32 results there are judged with the policy's fast-math floor. `gradients=False`:
+        a forward-only kernel (module docstring)."""
         devices = (devices,) if isinstance(devices, str) else tuple(devices)
         for d in devices:
             if d not in KNOWN_DEVICES:
@@ -95,6 +103,8 @@ class Support:
             raise ValueError(f"implementation {name!r}: deterministic must be True or False, got {deterministic!r}")
         if not deterministic and not why_nondeterministic:
             why_nondeterministic = "declared non-deterministic"
+        if not isinstance(gradients, bool):
+            raise ValueError(f"implementation {name!r}: gradients must be True or False, got {gradients!r}")
         if isinstance(approximate_activations, bool):
             approximate = KNOWN_DEVICES if approximate_activations else ()
         else:
@@ -104,7 +114,7 @@ class Support:
                 if d not in KNOWN_DEVICES:
                     raise ValueError(f"implementation {name!r}: approximate_activations names unknown device {d!r}, "
                                      f"expected some of {KNOWN_DEVICES} (or True)")
-        return cls(devices, dtypes, features, limits, deterministic, why_nondeterministic, approximate)
+        return cls(devices, dtypes, features, limits, deterministic, why_nondeterministic, approximate, gradients)
 
     def reason(self, *, device: str, dtype: torch.dtype | str, sizes: Mapping[str, int],
                features: Iterable[str] = ()) -> str | None:
