@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lstm_bench.adapters.autodiff import autograd_kernel
 from lstm_bench.adapters.layout import (LayerWeights, Layout, at_own_last_step, from_gate_order, gate_order,
-                                        mask_padded, reverse_within_lengths, state_index, time_major, to_gate_order)
+                                        mask_padded, reverse_within_lengths, stack_layers, state_index, time_major,
+                                        to_gate_order)
 from lstm_bench.conformance.assertions import assert_agrees, assert_conforms
 from lstm_bench.conformance.cases import CaseSpec, configurations, features_alone
 from lstm_bench.core.contract import LSTMConfig
-from tests.kernels.foreign_lstm import foreign_lstm, foreign_lstm_ifog
+from tests.kernels.foreign_lstm import LIBRARY, foreign_lstm, foreign_lstm_ifog, library_layer
 
 
 def test_gate_orders_are_read_with_their_aliases_and_bad_ones_are_refused():
@@ -97,3 +99,19 @@ def test_a_library_in_another_layout_agrees_in_every_configuration():
 def test_a_wrong_gate_order_in_the_conversion_is_caught():
     with pytest.raises(AssertionError, match="FAIL"):
         assert_agrees(foreign_lstm_ifog, CaseSpec(T=5, B=2, I=3, H=4, dtype="float64"))
+
+
+def library_one_layer(seq, h0, c0, w, lengths):
+    """The stand-in library as stack_layers takes a layer: time-major in and out, h_n and c_n at the own last step."""
+    hs, cs = library_layer(seq.transpose(0, 1), h0, c0, w.w_ih, w.w_hh, w.bias, w.w_hr)
+    hs, cs = hs.transpose(0, 1), cs.transpose(0, 1)
+    return hs, at_own_last_step(hs, lengths), at_own_last_step(cs, lengths)
+
+
+def test_stack_layers_gives_one_forward_layer_nn_lstms_whole_configuration():
+    stacked = autograd_kernel(lambda x, h0, c0, weights, case: stack_layers(x, h0, c0, weights, case.config,
+                                                                             case.lengths, LIBRARY, library_one_layer),
+                              name="stacked_library")
+    assert_conforms(stacked, features_alone("quick") + [
+        CaseSpec(T=6, B=3, I=5, H=4, dtype="float64", num_layers=2, bidirectional=True, proj_size=2,
+                 batch_first=True, lengths=(6, 2, 4))])
