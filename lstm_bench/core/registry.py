@@ -102,7 +102,15 @@ class Shipped:
 
 
 # Short name -> the shipped adapter; docs/adapters.md lists each with its library's version.
-SHIPPED_ADAPTERS: dict[str, Shipped] = {}
+SHIPPED_ADAPTERS: dict[str, Shipped] = {
+    "flashrnn": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn", "flashrnn", ("flashrnn",)),
+    "flashrnn_fwbw": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_fwbw", "flashrnn", ("flashrnn",)),
+    "flashrnn_cuda": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_cuda", "flashrnn", ("flashrnn",)),
+    "flashrnn_cuda_fused": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_cuda_fused", "flashrnn", ("flashrnn",)),
+    "flashrnn_triton": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_triton", "flashrnn", ("flashrnn", "triton")),
+    "haste": Shipped("lstm_bench.adapters.haste_lstm:haste", "haste", ("haste_pytorch",)),
+    "haste_cuda": Shipped("lstm_bench.adapters.haste_lstm:haste_cuda", "haste", ("haste_pytorch", "haste_pytorch_lib")),
+}
 
 
 def register_impl(
