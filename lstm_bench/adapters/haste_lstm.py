@@ -1,6 +1,7 @@
 """haste's LSTM (LMNT, `haste_pytorch.LSTM`, `pip install "lstm-bench[haste]"`) under the contract.
 
-Tested with haste-pytorch-cpu 0.5.5 (the `haste_pytorch` package) on torch 2.13.0 (CPU). Sources, in its sdist:
+Tested with haste-pytorch-cpu 0.5.5 (the `haste_pytorch` package) on torch 2.13.0 (CPU). Sources, in its sdist
+(frameworks/pytorch/ is installed as haste_pytorch/):
 
     frameworks/pytorch/lstm.py       LSTM (the module), LSTMScript (its CPU path: a PyTorch loop, gradients by
                                      autograd), LSTMFunction (its CUDA path: haste_pytorch_lib's fused kernels)
