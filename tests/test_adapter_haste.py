@@ -45,8 +45,12 @@ def test_the_gate_order_unconverted_is_caught():
 
 def test_hastes_unmasked_padding_is_caught_and_its_final_states_are_not_the_cause():
     spec = CaseSpec(T=6, B=3, I=5, H=4, dtype="float64", lengths=(6, 2, 4))
-    with pytest.raises(AssertionError, match=r"output .*FAIL"):
+    with pytest.raises(AssertionError) as failed:
         assert_agrees(haste_unmasked, spec)
+    rows = {line.split()[0]: line.split()[-1] for line in str(failed.value).splitlines()[3:] if line.strip()}
+    # Its output at padded steps (and through d_output there, every gradient) is wrong; its h_n and c_n,
+    # taken at each sequence's own last step by haste itself, are right.
+    assert rows["output"] == "FAIL" and rows["h_n"] == rows["c_n"] == "PASS"
     assert_agrees(haste_unmasked, CaseSpec(T=6, B=3, I=5, H=4, dtype="float64"))  # no padding: it agrees
 
 
