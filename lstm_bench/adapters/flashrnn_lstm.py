@@ -41,8 +41,8 @@ import torch
 from flashrnn import flashrnn as flashrnn_run  # the optional extra: this module loads only where it is installed
 
 from ..core.support import dtype_name
-from .autodiff import autograd_kernel
-from .layout import LayerWeights, Layout, at_own_last_step, stack_layers
+from .autodiff import Forward, autograd_kernel
+from .layout import LayerFn, LayerWeights, Layout, at_own_last_step, stack_layers
 
 FLASHRNN = Layout("ifzo", "out_in", "one")
 FEATURES = ("layers", "bidirectional", "batch_first", "lengths")
@@ -50,7 +50,7 @@ FEATURES = ("layers", "bidirectional", "batch_first", "lengths")
 KERNEL_DTYPES = ("float32", "float16", "bfloat16")
 
 
-def flashrnn_layer(backend: str, num_heads: int = 1):
+def flashrnn_layer(backend: str, num_heads: int = 1) -> LayerFn:
     """One layer, one direction by FlashRNN's `backend` (layout.LayerFn): seq (T, B, I), h0 and c0 (B, H) ->
     (hs (T, B, H), h_n (B, H), c_n (B, H)). `num_heads` other than 1 is wrong for nn.LSTM (module docstring):
     the tests' broken variant."""
@@ -71,7 +71,7 @@ def flashrnn_layer(backend: str, num_heads: int = 1):
     return layer
 
 
-def flashrnn_forward(backend: str, layout: Layout = FLASHRNN, num_heads: int = 1):
+def flashrnn_forward(backend: str, layout: Layout = FLASHRNN, num_heads: int = 1) -> Forward:
     """The forward (x, h0, c0, weights, case) -> (output, h_n, c_n) of FlashRNN's `backend` in nn.LSTM's
     configuration (autodiff.Forward)."""
     layer = flashrnn_layer(backend, num_heads)

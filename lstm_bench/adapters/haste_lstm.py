@@ -38,7 +38,7 @@ import torch
 from haste_pytorch import LSTM as HasteLSTM  # the optional extra: this module loads only where it is installed
 from torch.func import functional_call
 
-from .autodiff import autograd_kernel
+from .autodiff import Forward, autograd_kernel
 from .layout import LayerWeights, Layout, stack_layers
 
 HASTE = Layout("igfo", "in_out", "one")
@@ -69,7 +69,7 @@ def haste_layer(seq: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w: LayerW
     return hs, h_n[0], c_n[0]
 
 
-def haste_forward(layout: Layout = HASTE):
+def haste_forward(layout: Layout = HASTE) -> Forward:
     """The forward (x, h0, c0, weights, case) -> (output, h_n, c_n) of haste in nn.LSTM's configuration
     (autodiff.Forward); `layout` other than HASTE is the tests' broken variant."""
     def forward(x, h0, c0, weights, case):
