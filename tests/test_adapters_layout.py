@@ -87,7 +87,7 @@ def test_sequence_helpers_give_nn_lstms_semantics():
 
 def test_a_library_in_another_layout_agrees_in_every_configuration():
     # Each feature alone and the catalogue's combined configurations (layers, both directions, projection,
-    # batch_first, lengths), through the layout helper and autograd: zero false verdicts.
+    # batch_first, lengths), through the layout helper (stack_layers) and autograd: zero false verdicts.
     cases = features_alone("quick") + configurations("default")
     assert {k for c in cases for k, v in vars(c).items() if v} >= {"num_layers", "bidirectional", "proj_size",
                                                                    "batch_first", "lengths"}

@@ -20,7 +20,8 @@ runs the other library on the converted tensors inside autograd gets its gradien
 nn.LSTM's names with nothing more to write (`lstm_bench.adapters.autodiff`); `Layout.grads_back`
 is the same map's adjoint, for a kernel whose library returns gradients in its own layout. The
 sequence helpers (`time_major`, `mask_padded`, `at_own_last_step`, `reverse_within_lengths`) give
-nn.LSTM's semantics to a library that lacks them.
+nn.LSTM's semantics to a library that lacks them; `stack_layers` assembles them into nn.LSTM's whole
+configuration around a library's one layer and one direction.
 
     onnx = Layout("iofc")                                # ONNX's gate order, nn.LSTM's orientation, two biases
     w = onnx.layer(case.weights, case.config, 0, 0)      # LayerWeights(w_ih (4H, I), w_hh, b_ih, b_hh, w_hr)
@@ -28,6 +29,7 @@ nn.LSTM's semantics to a library that lacks them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -181,5 +183,34 @@ def reverse_within_lengths(seq: torch.Tensor, lengths: torch.Tensor | None) -> t
     return seq.gather(0, index)
 
 
+# One layer, one direction of a library: (seq (T, B, In), h0 (B, H_out), c0 (B, H), its weights, lengths (B,) or
+# None) -> (hs (T, B, H_out) at every step, h_n (B, H_out), c_n (B, H) at each sequence's own last step).
+LayerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, LayerWeights, "torch.Tensor | None"],
+                   tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def stack_layers(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, weights: dict[str, torch.Tensor],
+                 config: LSTMConfig, lengths: torch.Tensor | None, layout: Layout,
+                 layer: LayerFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """nn.LSTM's (output, h_n, c_n) from a library's one forward layer `layer` (LayerFn), given each layer and
+    direction's weights in `layout`: layers stacked (layer l + 1 reads layer l's masked output), the reverse
+    direction run forwards on `reverse_within_lengths(seq)` and its outputs reversed back, directions
+    concatenated on the last dim, padded steps zeroed (`mask_padded`), batch_first by `time_major`;
+    h_n and c_n (L * D, B, .) at `state_index`. x (T, B, I) or (B, T, I); h0, c0 (L * D, B, .)."""
+    inputs = time_major(x, config.batch_first)  # (T, B, I)
+    h_n, c_n = [], []
+    for l in range(config.num_layers):
+        outputs = []
+        for d in range(config.directions):
+            k = state_index(config, l, d)
+            seq = reverse_within_lengths(inputs, lengths) if d else inputs
+            hs, h_last, c_last = layer(seq, h0[k], c0[k], layout.layer(weights, config, l, d), lengths)
+            outputs.append(reverse_within_lengths(hs, lengths) if d else hs)
+            h_n.append(h_last)
+            c_n.append(c_last)
+        inputs = mask_padded(torch.cat(outputs, -1), lengths)
+    return time_major(inputs, config.batch_first), torch.stack(h_n), torch.stack(c_n)
+
+
 __all__ = ["Layout", "LayerWeights", "gate_order", "to_gate_order", "from_gate_order", "state_index", "time_major",
-           "step_mask", "mask_padded", "at_own_last_step", "reverse_within_lengths"]
+           "step_mask", "mask_padded", "at_own_last_step", "reverse_within_lengths", "LayerFn", "stack_layers"]

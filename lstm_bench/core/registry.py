@@ -105,6 +105,13 @@ class Shipped:
 SHIPPED_ADAPTERS: dict[str, Shipped] = {
     "onnxruntime": Shipped("lstm_bench.adapters.onnxruntime_lstm:onnxruntime_lstm", "onnxruntime",
                            ("onnxruntime", "onnx")),
+    "flashrnn": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn", "flashrnn", ("flashrnn",)),
+    "flashrnn_fwbw": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_fwbw", "flashrnn", ("flashrnn",)),
+    "flashrnn_cuda": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_cuda", "flashrnn", ("flashrnn",)),
+    "flashrnn_cuda_fused": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_cuda_fused", "flashrnn", ("flashrnn",)),
+    "flashrnn_triton": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_triton", "flashrnn", ("flashrnn", "triton")),
+    "haste": Shipped("lstm_bench.adapters.haste_lstm:haste", "haste", ("haste_pytorch",)),
+    "haste_cuda": Shipped("lstm_bench.adapters.haste_lstm:haste_cuda", "haste", ("haste_pytorch", "haste_pytorch_lib")),
 }
 
 
@@ -189,10 +196,11 @@ def _load_shipped(name: str) -> Impl:
 
 
 def available_impls(device: str | torch.device = "cpu") -> list[str]:
-    """Names of the implementations that run on `device` (which must exist here)."""
+    """Names of the implementations that run on `device` (which must exist here); a shipped adapter
+    whose library is not installed runs nowhere."""
     _load_builtins()
     dev = check_device(device).type
-    return [name for name, impl in _REGISTRY.items() if dev in impl.devices]
+    return [name for name, impl in _REGISTRY.items() if dev in impl.devices and not impl.missing]
 
 
 def all_impls() -> list[str]:

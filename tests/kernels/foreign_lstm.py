@@ -3,7 +3,7 @@
 `library_layer` is laid out as nothing in torch is: batch-major, gate order i, o, f, c (ONNX's),
 weights (in, 4H) as `x @ W` takes them, one fused bias, one layer and one direction, no lengths;
 it returns every step's h and c. `foreign_lstm` gives it nn.LSTM's whole configuration with
-`lstm_bench.adapters.layout` (layers, both directions, projection, batch_first, lengths) and its
+`lstm_bench.adapters.layout.stack_layers` (layers, both directions, projection, batch_first, lengths) and its
 gradients by autograd (`autograd_kernel`): the README's promise that an adapter is a few lines.
 `foreign_lstm_ifog` converts to the wrong gate order (i, f, o, g): the suite must catch it.
 """
@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from lstm_bench.adapters.autodiff import autograd_kernel
-from lstm_bench.adapters.layout import (Layout, at_own_last_step, mask_padded, reverse_within_lengths, state_index,
-                                        time_major)
+from lstm_bench.adapters.layout import Layout, at_own_last_step, stack_layers
 
 LIBRARY = Layout("iofc", "in_out", "one")
 
@@ -35,24 +34,16 @@ def library_layer(x, h0, c0, w_ih, w_hh, bias, w_hr=None):
     return torch.stack(hs, 1), torch.stack(cs, 1)
 
 
+def one_layer(seq, h0, c0, w, lengths):
+    """The library as `stack_layers` takes one layer: time-major in and out, h_n and c_n at the own last step."""
+    hs, cs = library_layer(seq.transpose(0, 1), h0, c0, w.w_ih, w.w_hh, w.bias, w.w_hr)
+    hs, cs = hs.transpose(0, 1), cs.transpose(0, 1)  # (T, B, .)
+    return hs, at_own_last_step(hs, lengths), at_own_last_step(cs, lengths)
+
+
 def make_forward(layout: Layout):
     def forward(x, h0, c0, weights, case):
-        config, lengths = case.config, case.lengths
-        inputs = time_major(x, config.batch_first)  # (T, B, I)
-        h_n, c_n = [], []
-        for layer in range(config.num_layers):
-            outputs = []
-            for d in range(config.directions):
-                w = layout.layer(weights, config, layer, d)
-                seq = reverse_within_lengths(inputs, lengths) if d else inputs
-                k = state_index(config, layer, d)
-                hs, cs = library_layer(seq.transpose(0, 1), h0[k], c0[k], w.w_ih, w.w_hh, w.bias, w.w_hr)
-                hs, cs = hs.transpose(0, 1), cs.transpose(0, 1)  # (T, B, .)
-                h_n.append(at_own_last_step(hs, lengths))
-                c_n.append(at_own_last_step(cs, lengths))
-                outputs.append(reverse_within_lengths(hs, lengths) if d else hs)
-            inputs = mask_padded(torch.cat(outputs, -1), lengths)
-        return time_major(inputs, config.batch_first), torch.stack(h_n), torch.stack(c_n)
+        return stack_layers(x, h0, c0, weights, case.config, case.lengths, layout, one_layer)
     return forward
 
 
