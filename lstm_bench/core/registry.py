@@ -102,7 +102,11 @@ class Shipped:
 
 
 # Short name -> the shipped adapter; docs/adapters.md lists each with its library's version.
-SHIPPED_ADAPTERS: dict[str, Shipped] = {}
+SHIPPED_ADAPTERS: dict[str, Shipped] = {
+    "jax_scan": Shipped("lstm_bench.adapters.jax_lstm:jax_scan", "jax", ("jax",)),
+    "flax_lstm": Shipped("lstm_bench.adapters.flax_lstm:flax_lstm", "jax", ("jax", "flax")),
+    "keras_lstm": Shipped("lstm_bench.adapters.keras_lstm:keras_lstm", "tf", ("tensorflow", "keras")),
+}
 
 
 def register_impl(
