@@ -66,6 +66,7 @@ def test_the_adapter_passes_checks_default_run(kernel):
     assert assert_conforms(kernel, catalogue("quick"))
 
 
+@pytest.mark.slow
 def test_a_wrong_gate_order_in_the_jax_layout_is_caught():
     wrong = foreign_kernel(bucketed_forward(jax_scan_layer, Layout("ifog", "in_out", "one")), "jax_scan_ifog", "jax")
     with pytest.raises(AssertionError, match="FAIL"):
@@ -84,6 +85,7 @@ def _flax_carry_swapped(x, mask, h0, c0, w_ih, w_hh, bias):
     return hs, h_n, c_n
 
 
+@pytest.mark.slow
 def test_flax_with_its_carry_in_nn_lstms_order_is_caught():
     wrong = foreign_kernel(bucketed_forward(scan_layer_op(jax_op(_flax_carry_swapped))), "flax_swapped", "flax")
     with pytest.raises(AssertionError, match="FAIL"):

@@ -48,6 +48,7 @@ def test_the_adapter_passes_checks_default_run():
     assert assert_conforms(keras_lstm, catalogue("quick"))
 
 
+@pytest.mark.slow
 def test_a_wrong_gate_order_in_the_keras_layout_is_caught():
     # Keras' c is nn.LSTM's g; reading its i, f, c, o as i, c, f, o puts the cell input in the forget gate.
     wrong = foreign_kernel(bucketed_forward(keras_layer_fn, Layout("icfo", "in_out", "one"), bucketed=False),
