@@ -112,6 +112,9 @@ SHIPPED_ADAPTERS: dict[str, Shipped] = {
     "flashrnn_triton": Shipped("lstm_bench.adapters.flashrnn_lstm:flashrnn_triton", "flashrnn", ("flashrnn", "triton")),
     "haste": Shipped("lstm_bench.adapters.haste_lstm:haste", "haste", ("haste_pytorch",)),
     "haste_cuda": Shipped("lstm_bench.adapters.haste_lstm:haste_cuda", "haste", ("haste_pytorch", "haste_pytorch_lib")),
+    "jax_scan": Shipped("lstm_bench.adapters.jax_lstm:jax_scan", "jax", ("jax",)),
+    "flax_lstm": Shipped("lstm_bench.adapters.flax_lstm:flax_lstm", "jax", ("jax", "flax")),
+    "keras_lstm": Shipped("lstm_bench.adapters.keras_lstm:keras_lstm", "tf", ("tensorflow", "keras")),
 }
 
 

@@ -1,0 +1,92 @@
+"""The JAX bridge (lstm_bench.adapters.jax_bridge) and the JAX and Flax adapters: the bridge's gradients
+against torch autograd on the same function, the adapters judged by the suite's assertions, and
+broken variants (a wrong gate order, Flax's carry taken as (h, c)) caught. Skipped without jax/flax."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+jax = pytest.importorskip("jax")
+flax = pytest.importorskip("flax")
+
+import jax.numpy as jnp  # noqa: E402
+from lstm_bench.adapters.flax_lstm import cell_params, flax_lstm  # noqa: E402
+from lstm_bench.adapters.foreign import bucketed_forward, foreign_kernel, scan_layer_op  # noqa: E402
+from lstm_bench.adapters.jax_bridge import jax_op  # noqa: E402
+from lstm_bench.adapters.jax_lstm import jax_scan, jax_scan_layer  # noqa: E402
+from lstm_bench.adapters.layout import Layout  # noqa: E402
+from lstm_bench.conformance.assertions import assert_agrees, assert_conforms  # noqa: E402
+from lstm_bench.conformance.cases import CaseSpec, catalogue  # noqa: E402
+from lstm_bench.core.registry import get_impl  # noqa: E402
+
+TORCH_DTYPES = (torch.float32, torch.float64)
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+def test_the_bridge_gives_torchs_gradients_on_the_same_function(dtype):
+    # y = tanh(x @ w) * m, s = sum(x^2): the same function written in torch is the reference.
+    op = jax_op(lambda x, w, m: (jnp.tanh(x @ w) * m, (x * x).sum()))
+    x = torch.randn(3, 4, dtype=dtype, requires_grad=True)
+    w = torch.randn(4, 5, dtype=dtype, requires_grad=True)
+    m = torch.tensor([[True, False, True, True, False]] * 3)
+    y, s = op(x, w, m)
+    assert y.dtype == dtype and s.dtype == dtype  # float64 computed in float64, not silently in float32
+    d_y = torch.randn(3, 5, dtype=dtype)
+    got = torch.autograd.grad((y, s), (x, w), (d_y, torch.tensor(0.5, dtype=dtype)))
+    y_ref, s_ref = torch.tanh(x @ w) * m, (x * x).sum()
+    want = torch.autograd.grad((y_ref, s_ref), (x, w), (d_y, torch.tensor(0.5, dtype=dtype)))
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(y, y_ref.detach(), **tol)
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, **tol)
+
+
+def test_float64_leaves_the_users_jax_config_alone():
+    before = jax.config.jax_enable_x64
+    jax_op(lambda x: (x * 2,))(torch.ones(2, dtype=torch.float64))
+    assert jax.config.jax_enable_x64 == before
+
+
+def test_bad_arguments_are_refused_with_their_name():
+    op = jax_op(lambda x: (x,), name="double")
+    with pytest.raises(ValueError, match="double: argument 0 is torch.bfloat16"):
+        op(torch.ones(2, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="argument 0 must be a torch tensor"):
+        op([1.0])
+
+
+def test_the_short_names_load_the_adapters():
+    assert get_impl("jax_scan").fn is jax_scan and get_impl("flax_lstm").fn is flax_lstm
+    assert "projection" not in get_impl("flax_lstm").support.features
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", [jax_scan, flax_lstm], ids=["jax_scan", "flax_lstm"])
+def test_the_adapter_passes_checks_default_run(kernel):
+    assert assert_conforms(kernel, catalogue("quick"))
+
+
+@pytest.mark.slow
+def test_a_wrong_gate_order_in_the_jax_layout_is_caught():
+    wrong = foreign_kernel(bucketed_forward(jax_scan_layer, Layout("ifog", "in_out", "one")), "jax_scan_ifog", "jax")
+    with pytest.raises(AssertionError, match="FAIL"):
+        assert_agrees(wrong, CaseSpec(T=5, B=2, I=3, H=4, dtype="float64"))
+
+
+def _flax_carry_swapped(x, mask, h0, c0, w_ih, w_hh, bias):
+    """Flax's cell given nn.LSTM's carry order (h, c) where it takes (c, h): the bug an adapter can make."""
+    cell = flax.linen.OptimizedLSTMCell(h0.shape[-1])
+    params = {"params": cell_params(w_ih, w_hh, bias)}
+
+    def step(carry, inputs):
+        (c, h), _ = cell.apply(params, carry, inputs[0])
+        return (h, c), h  # wrong: h where Flax expects c
+    (h_n, c_n), hs = jax.lax.scan(step, (h0, c0), (x, mask))
+    return hs, h_n, c_n
+
+
+@pytest.mark.slow
+def test_flax_with_its_carry_in_nn_lstms_order_is_caught():
+    wrong = foreign_kernel(bucketed_forward(scan_layer_op(jax_op(_flax_carry_swapped))), "flax_swapped", "flax")
+    with pytest.raises(AssertionError, match="FAIL"):
+        assert_agrees(wrong, CaseSpec(T=5, B=2, I=3, H=4, dtype="float64"))
