@@ -67,7 +67,7 @@ def test_check_passes_with_zero_false_verdicts(capsys, name):
     assert code == 0 and " 0 failed" in out
 
 
-@pytest.mark.slow
+@pytest.mark.nightly
 @pytest.mark.parametrize("name", CPU_KERNELS)
 def test_the_suite_passes(name):
     assert cli.main(["test", "--impl", name, "--", "-q"]) == 0

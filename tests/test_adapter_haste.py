@@ -81,6 +81,6 @@ def test_check_passes_with_zero_false_verdicts(capsys):
     assert code == 0 and " 0 failed" in out
 
 
-@pytest.mark.slow
+@pytest.mark.nightly
 def test_the_suite_passes():
     assert cli.main(["test", "--impl", "haste", "--", "-q"]) == 0

@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import flax  # optional dependency (`lstm-bench[jax]`): imported by this module only, loaded by its short name
 import flax.linen as nn
-
 import jax
 import jax.numpy as jnp
 
-from .foreign import bucketed_forward, foreign_kernel, scan_layer_op
+from .foreign import bucketed_forward, foreign_kernel
 from .jax_bridge import jax_op
 from .jax_lstm import FAST_COMPILE
 from .layout import Layout
@@ -76,7 +75,7 @@ def cell_layer(x, mask, h0, c0, w_ih, w_hh, bias):
     return hs, h_n, c_n
 
 
-flax_layer = scan_layer_op(jax_op(cell_layer, name="flax_cell_layer", compiler_options=FAST_COMPILE))
+flax_layer = jax_op(cell_layer, name="flax_cell_layer", compiler_options=FAST_COMPILE)
 
 
 DECLARED = dict(devices=("cpu",), dtypes=("float32", "float64"), deterministic=True,

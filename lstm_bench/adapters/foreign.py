@@ -2,7 +2,9 @@
 from a library's one-layer, one-direction function, with shapes padded to buckets for the
 libraries that compile per shape. Torch only: no framework is imported here.
 
-    forward = bucketed_forward(scan_layer_op(op), layout)     op: a bridged library layer (jax_op, tf_op)
+    forward = bucketed_forward(op, layout)      op: a bridged library layer (jax_op, tf_op) that holds its state
+                                                where the step mask is False; layers, directions and lengths
+                                                by `layout.stack_layers`
     kernel = foreign_kernel(forward, "name", "library 1.2", features=(...), ...)
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from ..core.contract import Case
 from .autodiff import autograd_kernel
-from .layout import LayerWeights, Layout, mask_padded, reverse_within_lengths, state_index, step_mask, time_major
+from .layout import LayerFn, LayerWeights, Layout, stack_layers, step_mask
 
 # JAX's, Flax's and Keras' layout: kernels (I, 4H) as x @ W takes them, one bias (gate order: each its own).
 LAYOUT = Layout("ifgo", "in_out", "one")
@@ -54,60 +56,43 @@ def pad_weights(w: LayerWeights, F: int, H: int, P: int) -> LayerWeights:
     return LayerWeights(w_ih, w_hh, pad_gates(w.bias, w.w_hh.shape[1] // 4, H), None, w_hr)
 
 
-# layer(seq (T', B', F), mask (T', B', 1) bool, lengths (B',) int64, h0, c0, w, reverse) -> hs (T', B', H_out), h_n, c_n,
-# at shapes padded to buckets (T' >= T, B' >= B): one layer and direction in a library.
-LayerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, LayerWeights, bool],
-                   tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+# op(seq (T', B', F), mask (T', B', 1) bool, h0 (B', H_out), c0 (B', H), w_ih, w_hh, bias[, w_hr]) -> (hs (T', B', H_out),
+# h_n, c_n): one layer and direction in a library, bridged to a torch op (jax_op, tf_op), holding its state
+# where the mask is False, so that its final state is each sequence's own last one.
+MaskedOp = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def bucketed_forward(layer: LayerFn, layout: Layout = LAYOUT, bucketed: bool = True):
-    """nn.LSTM's forward (x, h0, c0, weights, case) -> (output, h_n, c_n) from a library's one-layer,
-    one-direction `layer`: layers stacked and directions concatenated here, padded outputs zeroed.
-    When `bucketed` (a library that compiles per shape, its layout "in_out" with one bias), T, B,
-    the input size, H and P are padded up to `bucket`s and the results sliced back."""
-    def forward(x, h0, c0, weights, case: Case):
-        config, lengths = case.config, case.lengths
-        inputs = time_major(x, config.batch_first)  # (T, B, I)
-        T, B = inputs.shape[:2]
-        H, P = config.hidden_size, config.proj_size
-        H_out = P or H
-        size = (lambda n, least=LEAST: bucket(n, least)) if bucketed else (lambda n, least=1: n)  # noqa: E731
-        if bucketed and (layout.weights, layout.bias) != ("in_out", "one"):
-            raise ValueError(f"bucketed_forward pads an 'in_out' layout with one bias, got {layout}")
+def masked_layer(op: MaskedOp, bucketed: bool = True) -> LayerFn:
+    """`layout.LayerFn` of a masked `op`: the step mask made from the lengths; when `bucketed` (a library
+    that compiles per shape, its layout "in_out" with one bias), T, B, the input size, H and P padded up to
+    `bucket`s (padded rows have length 0, padded steps are masked) and the results sliced back."""
+    size = (lambda n, least=LEAST: bucket(n, least)) if bucketed else (lambda n, least=1: n)  # noqa: E731
+
+    def layer(seq, h0, c0, w: LayerWeights, lengths):
+        T, B, F = seq.shape
+        H, H_out = c0.shape[-1], h0.shape[-1]
+        P = H_out if w.w_hr is not None else 0
         Tp, Bp = size(T, 1), size(B)
-        full = torch.full((B,), T, dtype=torch.int64)
-        steps = pad(lengths if lengths is not None else full, 0, Bp)  # padded rows: length 0
-        mask = step_mask(steps, Tp)  # (T', B', 1)
-        h_n, c_n = [], []
-        for layer_index in range(config.num_layers):
-            outputs = []
-            for d in range(config.directions):
-                w = layout.layer(weights, config, layer_index, d)
-                if bucketed:
-                    w = pad_weights(w, size(inputs.shape[-1]), size(H), P and size(P))
-                k = state_index(config, layer_index, d)
-                seq = pad(pad(pad(inputs, 0, Tp), 1, Bp), 2, size(inputs.shape[-1]))
-                h0_k = pad(pad(h0[k], 0, Bp), 1, size(H_out))
-                c0_k = pad(pad(c0[k], 0, Bp), 1, size(H))
-                hs, h, c = layer(seq, mask, steps, h0_k, c0_k, w, bool(d))
-                h_n.append(h[:B, :H_out])
-                c_n.append(c[:B, :H])
-                outputs.append(hs[:T, :B, :H_out])
-            inputs = mask_padded(torch.cat(outputs, -1), lengths)
-        return time_major(inputs, config.batch_first), torch.stack(h_n), torch.stack(c_n)
-    return forward
-
-
-def scan_layer_op(op: Callable[..., tuple]) -> LayerFn:
-    """A `LayerFn` from a bridged `op(seq, mask, h0, c0, w_ih, w_hh, bias[, w_hr]) -> (hs, h_n, c_n)` that
-    holds the state where the mask is False: the reverse direction runs it on each sequence's first L_b
-    steps reversed (`layout.reverse_within_lengths`) and reverses its outputs back."""
-    def layer(seq, mask, lengths, h0, c0, w: LayerWeights, reverse: bool):
-        if reverse:
-            seq = reverse_within_lengths(seq, lengths)
-        hs, h_n, c_n = op(seq, mask, h0, c0, w.w_ih, w.w_hh, w.bias, *(() if w.w_hr is None else (w.w_hr,)))
-        return (reverse_within_lengths(hs, lengths) if reverse else hs), h_n, c_n
+        steps = pad(lengths if lengths is not None else torch.full((B,), T, dtype=torch.int64), 0, Bp)
+        if bucketed:
+            w = pad_weights(w, size(F), size(H), P and size(P))
+        hs, h_n, c_n = op(pad(pad(pad(seq, 0, Tp), 1, Bp), 2, size(F)), step_mask(steps, Tp),
+                          pad(pad(h0, 0, Bp), 1, size(H_out)), pad(pad(c0, 0, Bp), 1, size(H)),
+                          w.w_ih, w.w_hh, w.bias, *(() if w.w_hr is None else (w.w_hr,)))
+        return hs[:T, :B, :H_out], h_n[:B, :H_out], c_n[:B, :H]
     return layer
+
+
+def bucketed_forward(op: MaskedOp, layout: Layout = LAYOUT, bucketed: bool = True):
+    """nn.LSTM's forward (x, h0, c0, weights, case) -> (output, h_n, c_n) from a library's masked one-layer,
+    one-direction `op`: `layout.stack_layers` over `masked_layer(op, bucketed)`."""
+    if bucketed and (layout.weights, layout.bias) != ("in_out", "one"):
+        raise ValueError(f"bucketed_forward pads an 'in_out' layout with one bias, got {layout}")
+    layer = masked_layer(op, bucketed)
+
+    def forward(x, h0, c0, weights, case: Case):
+        return stack_layers(x, h0, c0, weights, case.config, case.lengths, layout, layer)
+    return forward
 
 
 def foreign_kernel(forward, name: str, backend: str, **declared):
@@ -119,8 +104,5 @@ def foreign_kernel(forward, name: str, backend: str, **declared):
     return kernel
 
 
-
-
-
-
-__all__ = ["bucketed_forward", "scan_layer_op", "foreign_kernel", "bucket", "pad", "pad_gates", "pad_weights", "LEAST", "LayerFn", "LAYOUT"]
+__all__ = ["bucketed_forward", "masked_layer", "foreign_kernel", "bucket", "pad", "pad_gates", "pad_weights", "LEAST",
+           "MaskedOp", "LAYOUT"]

@@ -26,10 +26,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Sequence
 
+import jax  # the heavy optional dependency: only this module and the JAX adapters import it
 import numpy as np
 import torch
-
-import jax  # the heavy optional dependency: only this module and the JAX adapters import it
 
 # torch dtypes JAX computes in here; anything else floating is refused with its name.
 FLOATS = (torch.float32, torch.float64)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import jax  # optional dependency (`lstm-bench[jax]`): imported by this module only, loaded by its short name
 import jax.numpy as jnp
 
-from .foreign import LAYOUT, bucketed_forward, foreign_kernel, scan_layer_op
+from .foreign import LAYOUT, bucketed_forward, foreign_kernel
 from .jax_bridge import jax_op
 
 VERSION = f"jax {jax.__version__}"
@@ -67,7 +67,7 @@ def scan_layer(x, mask, h0, c0, w_ih, w_hh, bias, w_hr=None):
 # cases are small: compiling, not running, is its time (docs/adapters.md).
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
-jax_scan_layer = scan_layer_op(jax_op(lambda *a: scan_layer(*a), name="scan_layer", compiler_options=FAST_COMPILE))
+jax_scan_layer = jax_op(lambda *a: scan_layer(*a), name="scan_layer", compiler_options=FAST_COMPILE)
 
 
 DECLARED = dict(devices=("cpu",), dtypes=("float32", "float64"), deterministic=True,

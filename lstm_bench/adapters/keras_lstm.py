@@ -34,7 +34,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # this adapter is Keras on
 import keras  # noqa: E402  optional dependency (`lstm-bench[tf]`): imported by this module only
 import tensorflow as tf  # noqa: E402
 
-from .foreign import bucketed_forward, foreign_kernel, scan_layer_op  # noqa: E402
+from .foreign import bucketed_forward, foreign_kernel  # noqa: E402
 from .layout import Layout  # noqa: E402
 from .tf_bridge import tf_op  # noqa: E402
 
@@ -69,11 +69,9 @@ def _lstm(x, mask, h0, c0, kernel, recurrent_kernel, bias):
     return tf.transpose(hs, (1, 0, 2)), h_n, c_n
 
 
-_op = tf_op(_lstm, name="keras_lstm")
-
-
-# One layer and direction through the bridge; the reverse direction on each sequence's steps reversed.
-keras_layer_fn = scan_layer_op(_op)
+# One layer and direction through the bridge (the reverse direction on each sequence's steps reversed,
+# by layout.stack_layers).
+keras_layer_fn = tf_op(_lstm, name="keras_lstm")
 
 
 DECLARED = dict(devices=("cpu",), dtypes=("float32", "float64"), deterministic=True,
