@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-tf = pytest.importorskip("tensorflow")
+# TensorFlow through the bridge, which loads it after Triton where Triton is installed (its docstring)
+tf = pytest.importorskip("lstm_bench.adapters.tf_bridge", reason="tensorflow is not installed").tf
 keras = pytest.importorskip("keras")
 
 from lstm_bench.adapters.foreign import bucketed_forward, foreign_kernel  # noqa: E402

@@ -32,11 +32,10 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # this adapter is Keras on TensorFlow; a user's choice wins
 
 import keras  # noqa: E402  optional dependency (`lstm-bench[tf]`): imported by this module only
-import tensorflow as tf  # noqa: E402
 
 from .foreign import bucketed_forward, foreign_kernel  # noqa: E402
 from .layout import Layout  # noqa: E402
-from .tf_bridge import tf_op  # noqa: E402
+from .tf_bridge import tf, tf_op  # noqa: E402  first: it loads TensorFlow after Triton (its docstring)
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(f"keras_lstm runs Keras on TensorFlow; KERAS_BACKEND is {keras.backend.backend()!r} here")

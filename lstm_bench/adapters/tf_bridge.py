@@ -14,15 +14,23 @@ depend on gets a zero gradient (the tape answers None). TensorFlow computes in t
 its inputs: float64 stays float64.
 
 TensorFlow is imported inside this module only: lstm-bench itself does not need it
-(`pip install "lstm-bench[tf]"`).
+(`pip install "lstm-bench[tf]"`). Where Triton is installed (FlashRNN's extra pulls it in) it is
+imported first: TensorFlow 2.21 and Triton 3.9 each carry LLVM, and Triton loaded after
+TensorFlow aborts the process ("LLVM ERROR: inconsistency in registered CommandLine options",
+`python -c "import tensorflow, triton"`), which torch does when it loads Triton on its own
+(`torch.utils.flop_counter`); loaded the other way round, both work.
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import tensorflow as tf  # the heavy optional dependency: only this module and the Keras adapter import it
 import torch
+
+if importlib.util.find_spec("triton") is not None:
+    importlib.import_module("triton")  # before TensorFlow (module docstring)
+import tensorflow as tf  # noqa: E402  the heavy optional dependency: only this module and the Keras adapter import it
 
 FLOATS = (torch.float32, torch.float64)
 
