@@ -31,11 +31,13 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # this adapter is Keras on TensorFlow; a user's choice wins
 
+from .tf_bridge import tf, tf_op  # noqa: E402  first: it loads TensorFlow after Triton (its docstring)
+
+# isort: split
 import keras  # noqa: E402  optional dependency (`lstm-bench[tf]`): imported by this module only
 
 from .foreign import bucketed_forward, foreign_kernel  # noqa: E402
 from .layout import Layout  # noqa: E402
-from .tf_bridge import tf, tf_op  # noqa: E402  first: it loads TensorFlow after Triton (its docstring)
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(f"keras_lstm runs Keras on TensorFlow; KERAS_BACKEND is {keras.backend.backend()!r} here")
