@@ -17,7 +17,7 @@ from lstm_bench.bench.suites import SUITES, suite_grid
 from lstm_bench.bench.sweep import grid_dict
 from lstm_bench.cli.args import EXIT_FAIL, EXIT_NOTHING, EXIT_OK, EXIT_USAGE
 from lstm_bench.machine.timing import THREADS_ENV
-from lstm_bench.report.leaderboard import FAIL, PASS, SKIPPED, UNJUDGED, entries
+from lstm_bench.report.leaderboard import FAIL, PASS, SKIPPED, UNJUDGED, entries, leaderboard_rows
 
 # baidu-research/DeepBench code/kernels/rnn_problems.h, training_set, the "lstm" rows: (hidden, batch, timesteps)
 DEEPBENCH_LSTM_TRAINING = [
@@ -161,6 +161,18 @@ def test_the_leaderboard_ranks_the_passing_by_time_and_never_a_failing_one(tmp_p
     assert ratios["fast_pass"] == 1 and ratios["slow_pass"] == pytest.approx(4.1 / 2.0)
     assert ratios["unjudged"] == pytest.approx(0.5) and ratios["fast_wrong"] is None and ratios["nan_kernel"] is None
     assert [e.detail for e in group][3:] == ["err/bound 3", "err/bound inf", "impl 'gpu_only' runs on cuda only"]
+
+
+def test_a_forward_only_kernel_is_never_ranked_against_forward_and_backward_times(tmp_path):
+    # an inference engine's forward is faster than anyone's forward+backward: shown, passed, not ranked
+    records = [_ok("engine", [1e-4, 1e-4, 1e-4], 0.1, timed="forward"), _ok("trainer", [2e-3, 2e-3, 2e-3], 0.2),
+               _ok("slower", [3e-3, 3e-3, 3e-3], 0.2)]
+    [(_, group)] = entries(load(_file(tmp_path / "r.jsonl", records)).records)
+    assert [(e.record.point.impl, e.verdict, e.rank, e.ratio) for e in group] == [
+        ("trainer", PASS, 1, 1.0), ("slower", PASS, 2, pytest.approx(1.5)), ("engine", PASS, None, None)]
+    assert "forward only" in group[2].detail
+    summary, rows, _ = leaderboard_rows(load(_file(tmp_path / "r.jsonl", records)))
+    assert [r[0] for r in summary if r[1]] == ["trainer"]  # the only win
 
 
 def test_report_leaderboard_shows_the_verdict_next_to_the_time(tmp_path, capsys):

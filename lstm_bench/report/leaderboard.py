@@ -13,6 +13,10 @@ implementation), its implementations in this order:
    their time (a kernel that returns garbage quickly is not the fastest);
 4. those skipped, with the reason.
 
+A forward-only kernel (an inference engine: `Measurement.timed` "forward") that passed is shown
+after the ranked ones with its time, unranked and without a ratio: its time is a forward, the
+others' a forward and a backward, and ranking the two together would crown the one that does less.
+
 A per-implementation summary comes first: at how many points each is the fastest passing
 one, how many it passed, failed, was skipped at, and the geometric mean of its ratio to
 the fastest over the points it passed.
@@ -87,6 +91,12 @@ def _judge(rec: PointRecord) -> tuple[str, str]:
 
 
 _ORDER = {PASS: 0, UNJUDGED: 1, FAIL: 2, SKIPPED: 3}
+FORWARD_ONLY = "forward only: its time is a forward, not ranked against forward+backward times"
+
+
+def _ranked(rec: PointRecord, verdict: str) -> bool:
+    """Passed, and timed as the others are (a forward and a backward): what the ranks compare."""
+    return verdict == PASS and not rec.measurement.forward_only
 
 
 def entries(records: list[PointRecord]) -> list[tuple[str, list[Entry]]]:
@@ -97,15 +107,19 @@ def entries(records: list[PointRecord]) -> list[tuple[str, list[Entry]]]:
     out = []
     for label, recs in groups.items():
         judged = [(rec, *_judge(rec)) for rec in recs]
-        judged.sort(key=lambda j: (_ORDER[j[1]], j[0].measurement.forward_backward_median_s
-                                   if j[1] in (PASS, UNJUDGED) else 0.0, j[0].point.impl))
-        fastest = next((rec.measurement.forward_backward_median_s for rec, v, _ in judged if v == PASS), None)
+        judged.sort(key=lambda j: (_ORDER[j[1]] + 0.5 * (j[1] == PASS and not _ranked(j[0], j[1])),
+                                   j[0].measurement.forward_backward_median_s if j[1] in (PASS, UNJUDGED) else 0.0,
+                                   j[0].point.impl))
+        fastest = next((rec.measurement.forward_backward_median_s for rec, v, _ in judged if _ranked(rec, v)), None)
         rows, rank = [], 0
         for rec, verdict, detail in judged:
-            rank += verdict == PASS
-            ratio = (rec.measurement.forward_backward_median_s / fastest
-                     if fastest and verdict in (PASS, UNJUDGED) else None)
-            rows.append(Entry(rec, verdict, detail, rank if verdict == PASS else None, ratio))
+            ranked = _ranked(rec, verdict)
+            rank += ranked
+            comparable = ranked or (verdict == UNJUDGED and not rec.measurement.forward_only)
+            ratio = rec.measurement.forward_backward_median_s / fastest if fastest and comparable else None
+            if verdict == PASS and not ranked:
+                detail += f"; {FORWARD_ONLY}"
+            rows.append(Entry(rec, verdict, detail, rank if ranked else None, ratio))
         out.append((label, rows))
     return out
 
@@ -142,7 +156,7 @@ def leaderboard_rows(results: ResultsFile) -> tuple[list[list[Any]], list[list[A
                                                        "logs": []})
             t[e.verdict] += 1
             t["wins"] += e.rank == 1
-            if e.verdict == PASS:
+            if e.verdict == PASS and e.ratio is not None:  # a forward-only kernel has no ratio
                 t["logs"].append(math.log(e.ratio))
         if len(group) > 1 and all(e.verdict == SKIPPED and e.detail == group[0].detail for e in group):
             # the point is out of this machine's reach for everyone (a GPU-sized shape): one row, not one per impl
@@ -159,7 +173,8 @@ def leaderboard_rows(results: ResultsFile) -> tuple[list[list[Any]], list[list[A
                for impl, t in sorted(tally.items(), key=lambda kv: (-kv[1]["wins"], -kv[1][PASS], kv[0]))]
     notes = ["rank: among the implementations whose result passed the tolerance policy (err/bound <= 1), by "
              "median forward+backward time; x fastest: time over the fastest passing implementation's at that "
-             "point. A failed, unjudged or skipped implementation is never ranked."]
+             "point. A failed, unjudged or skipped implementation is never ranked, nor a forward-only one (its "
+             "time is a forward alone)."]
     marks = [e.record.measurement for _, g in groups for e in g if e.seconds is not None]
     if any(is_noisy(m.forward_backward_s) for m in marks):
         notes.append(f"NOISY: repeats spread by more than {100 * NOISY_SPREAD:.0f}% of their median (IQR/median)")
