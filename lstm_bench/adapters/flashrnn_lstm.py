@@ -42,7 +42,7 @@ from flashrnn import flashrnn as flashrnn_run  # the optional extra: this module
 
 from ..core.support import dtype_name
 from .autodiff import Forward, autograd_kernel
-from .layout import LayerFn, LayerWeights, Layout, at_own_last_step, stack_layers
+from .layout import LayerFn, LayerWeights, Layout, at_own_last_step, layered_forward
 
 FLASHRNN = Layout("ifzo", "out_in", "one")
 FEATURES = ("layers", "bidirectional", "batch_first", "lengths")
@@ -74,10 +74,7 @@ def flashrnn_layer(backend: str, num_heads: int = 1) -> LayerFn:
 def flashrnn_forward(backend: str, layout: Layout = FLASHRNN, num_heads: int = 1) -> Forward:
     """The forward (x, h0, c0, weights, case) -> (output, h_n, c_n) of FlashRNN's `backend` in nn.LSTM's
     configuration (autodiff.Forward)."""
-    layer = flashrnn_layer(backend, num_heads)
-
-    def forward(x, h0, c0, weights, case):
-        return stack_layers(x, h0, c0, weights, case.config, case.lengths, layout, layer)
+    forward = layered_forward(flashrnn_layer(backend, num_heads), layout)
     forward.__doc__ = __doc__
     return forward
 

@@ -13,9 +13,8 @@ from typing import Callable
 
 import torch
 
-from ..core.contract import Case
 from .autodiff import autograd_kernel
-from .layout import LayerFn, LayerWeights, Layout, stack_layers, step_mask
+from .layout import LayerFn, LayerWeights, Layout, layered_forward, step_mask
 
 # JAX's, Flax's and Keras' layout: kernels (I, 4H) as x @ W takes them, one bias (gate order: each its own).
 LAYOUT = Layout("ifgo", "in_out", "one")
@@ -80,6 +79,7 @@ def masked_layer(op: MaskedOp, bucketed: bool = True) -> LayerFn:
                           pad(pad(h0, 0, Bp), 1, size(H_out)), pad(pad(c0, 0, Bp), 1, size(H)),
                           w.w_ih, w.w_hh, w.bias, *(() if w.w_hr is None else (w.w_hr,)))
         return hs[:T, :B, :H_out], h_n[:B, :H_out], c_n[:B, :H]
+    layer.__wrapped__ = op  # the kernel's source (registry.source_of) is the op's file
     return layer
 
 
@@ -88,11 +88,7 @@ def bucketed_forward(op: MaskedOp, layout: Layout = LAYOUT, bucketed: bool = Tru
     one-direction `op`: `layout.stack_layers` over `masked_layer(op, bucketed)`."""
     if bucketed and (layout.weights, layout.bias) != ("in_out", "one"):
         raise ValueError(f"bucketed_forward pads an 'in_out' layout with one bias, got {layout}")
-    layer = masked_layer(op, bucketed)
-
-    def forward(x, h0, c0, weights, case: Case):
-        return stack_layers(x, h0, c0, weights, case.config, case.lengths, layout, layer)
-    return forward
+    return layered_forward(masked_layer(op, bucketed), layout)
 
 
 def foreign_kernel(forward, name: str, backend: str, **declared):

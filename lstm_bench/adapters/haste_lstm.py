@@ -39,7 +39,7 @@ from haste_pytorch import LSTM as HasteLSTM  # the optional extra: this module l
 from torch.func import functional_call
 
 from .autodiff import Forward, autograd_kernel
-from .layout import LayerWeights, Layout, stack_layers
+from .layout import LayerWeights, Layout, layered_forward
 
 HASTE = Layout("igfo", "in_out", "one")
 FEATURES = ("layers", "bidirectional", "batch_first", "lengths")
@@ -72,8 +72,7 @@ def haste_layer(seq: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w: LayerW
 def haste_forward(layout: Layout = HASTE) -> Forward:
     """The forward (x, h0, c0, weights, case) -> (output, h_n, c_n) of haste in nn.LSTM's configuration
     (autodiff.Forward); `layout` other than HASTE is the tests' broken variant."""
-    def forward(x, h0, c0, weights, case):
-        return stack_layers(x, h0, c0, weights, case.config, case.lengths, layout, haste_layer)
+    forward = layered_forward(haste_layer, layout)
     forward.__doc__ = __doc__
     return forward
 

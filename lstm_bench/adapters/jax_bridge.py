@@ -59,6 +59,7 @@ class JaxOp:
         if not callable(f):
             raise ValueError(f"jax_op needs a function of JAX arrays returning a tuple of arrays, got {f!r}")
         self.f = f
+        self.__wrapped__ = f  # the kernel's source (registry.source_of) is f's file
         self.name = name or getattr(f, "__name__", "jax_function")
 
         def forward(diff: tuple, const: tuple, where: tuple[bool, ...]):

@@ -212,5 +212,14 @@ def stack_layers(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, weights: d
     return time_major(inputs, config.batch_first), torch.stack(h_n), torch.stack(c_n)
 
 
-__all__ = ["Layout", "LayerWeights", "gate_order", "to_gate_order", "from_gate_order", "state_index", "time_major",
+def layered_forward(layer: LayerFn, layout: Layout):
+    """The forward (x, h0, c0, weights, case) -> (output, h_n, c_n) that `autodiff.autograd_kernel` takes, of a
+    library's one forward `layer` in `layout`: `stack_layers` on the case's configuration and lengths."""
+    def forward(x, h0, c0, weights, case):
+        return stack_layers(x, h0, c0, weights, case.config, case.lengths, layout, layer)
+    forward.__wrapped__ = layer  # the kernel's source (registry.source_of) is the library layer's file, not this one
+    return forward
+
+
+__all__ = ["layered_forward", "Layout", "LayerWeights", "gate_order", "to_gate_order", "from_gate_order", "state_index", "time_major",
            "step_mask", "mask_padded", "at_own_last_step", "reverse_within_lengths", "LayerFn", "stack_layers"]

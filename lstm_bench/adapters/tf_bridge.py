@@ -53,6 +53,7 @@ class TfOp:
         if not callable(f):
             raise ValueError(f"tf_op needs a function of TensorFlow tensors returning a tuple of them, got {f!r}")
         self.f = f
+        self.__wrapped__ = f  # the kernel's source (registry.source_of) is f's file
         self.name = name or getattr(f, "__name__", "tf_function")
 
     def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:

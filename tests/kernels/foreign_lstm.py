@@ -3,7 +3,7 @@
 `library_layer` is laid out as nothing in torch is: batch-major, gate order i, o, f, c (ONNX's),
 weights (in, 4H) as `x @ W` takes them, one fused bias, one layer and one direction, no lengths;
 it returns every step's h and c. `foreign_lstm` gives it nn.LSTM's whole configuration with
-`lstm_bench.adapters.layout.stack_layers` (layers, both directions, projection, batch_first, lengths) and its
+`lstm_bench.adapters.layout.layered_forward` (stack_layers: layers, both directions, projection, batch_first, lengths) and its
 gradients by autograd (`autograd_kernel`): the README's promise that an adapter is a few lines.
 `foreign_lstm_ifog` converts to the wrong gate order (i, f, o, g): the suite must catch it.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from lstm_bench.adapters.autodiff import autograd_kernel
-from lstm_bench.adapters.layout import Layout, at_own_last_step, stack_layers
+from lstm_bench.adapters.layout import Layout, at_own_last_step, layered_forward
 
 LIBRARY = Layout("iofc", "in_out", "one")
 
@@ -41,11 +41,6 @@ def one_layer(seq, h0, c0, w, lengths):
     return hs, at_own_last_step(hs, lengths), at_own_last_step(cs, lengths)
 
 
-def make_forward(layout: Layout):
-    def forward(x, h0, c0, weights, case):
-        return stack_layers(x, h0, c0, weights, case.config, case.lengths, layout, one_layer)
-    return forward
-
-
-foreign_lstm = autograd_kernel(make_forward(LIBRARY), name="foreign_lstm", fullgraph=True)
-foreign_lstm_ifog = autograd_kernel(make_forward(Layout("ifog", "in_out", "one")), name="foreign_lstm_ifog")
+foreign_lstm = autograd_kernel(layered_forward(one_layer, LIBRARY), name="foreign_lstm", fullgraph=True)
+foreign_lstm_ifog = autograd_kernel(layered_forward(one_layer, Layout("ifog", "in_out", "one")),
+                                   name="foreign_lstm_ifog")
