@@ -6,6 +6,7 @@ import torch
 
 from lstm_bench import all_impls, unregister_impl
 from lstm_bench.core.devices import tf32
+from lstm_bench.core.registry import SHIPPED_ADAPTERS
 
 pytest_plugins = ["pytester"]  # tests/test_gate_can_fail.py runs the conformance suite in-process
 
@@ -38,6 +39,15 @@ def _no_tf32():
     """Judge fp32 CUDA paths in true fp32: TF32 matmuls would need a looser policy."""
     with tf32(False):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _shipped_adapters_unregistered_after():
+    """A shipped adapter's short name, once loaded, stays registered in the process; a later test's run
+    over every registered implementation (`check` with no --impl) must not meet it."""
+    yield
+    for name in set(SHIPPED_ADAPTERS) & set(all_impls()):
+        unregister_impl(name)
 
 
 @pytest.fixture

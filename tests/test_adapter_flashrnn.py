@@ -17,7 +17,7 @@ from lstm_bench.adapters.layout import Layout  # noqa: E402
 from lstm_bench.conformance.assertions import assert_agrees  # noqa: E402
 from lstm_bench.conformance.cases import CaseSpec  # noqa: E402
 from lstm_bench.core.devices import available_devices  # noqa: E402
-from lstm_bench.core.registry import SHIPPED_ADAPTERS, get_impl, unregister_impl  # noqa: E402
+from lstm_bench.core.registry import get_impl  # noqa: E402
 
 CPU_KERNELS = ("flashrnn", "flashrnn_fwbw")
 # nn.LSTM's i, f, g, o handed over as i, f, o, z: FlashRNN reads the output gate as the cell input.
@@ -27,18 +27,6 @@ flashrnn_ifoz = autograd_kernel(flashrnn_forward("vanilla_fwbw", Layout("ifoz", 
 flashrnn_two_heads = autograd_kernel(flashrnn_forward("vanilla", num_heads=2), name="flashrnn_two_heads",
                                      features=FEATURES, devices=("cpu",))
 
-
-
-@pytest.fixture(autouse=True)
-def shipped_names_unregistered_after():
-    """A short name once used stays registered in the process; a later test's run over every registered
-    implementation (`check` with no --impl) must not meet these."""
-    yield
-    for name in [n for n, s in SHIPPED_ADAPTERS.items() if s.extra == "flashrnn"]:
-        try:
-            unregister_impl(name)
-        except KeyError:
-            pass
 
 @pytest.mark.parametrize("name", CPU_KERNELS)
 def test_every_feature_at_once_agrees(name):

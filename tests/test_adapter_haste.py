@@ -17,7 +17,6 @@ from lstm_bench.adapters.layout import Layout  # noqa: E402
 from lstm_bench.conformance.assertions import assert_agrees  # noqa: E402
 from lstm_bench.conformance.cases import CaseSpec  # noqa: E402
 from lstm_bench.core.devices import available_devices  # noqa: E402
-from lstm_bench.core.registry import SHIPPED_ADAPTERS, unregister_impl  # noqa: E402
 
 # nn.LSTM's i, f, g, o given to haste as they are: haste reads f as g and g as f.
 haste_ifgo = autograd_kernel(haste_forward(Layout("ifgo", "in_out", "one")), name="haste_ifgo", features=FEATURES,
@@ -31,18 +30,6 @@ def unmasked_forward(x, h0, c0, weights, case):
 
 
 haste_unmasked = autograd_kernel(unmasked_forward, name="haste_unmasked", features=("lengths",), devices=("cpu",))
-
-
-@pytest.fixture(autouse=True)
-def shipped_names_unregistered_after():
-    """A short name once used stays registered in the process; a later test's run over every registered
-    implementation (`check` with no --impl) must not meet these."""
-    yield
-    for name in [n for n, s in SHIPPED_ADAPTERS.items() if s.extra == "haste"]:
-        try:
-            unregister_impl(name)
-        except KeyError:
-            pass
 
 
 def test_every_feature_at_once_agrees():

@@ -69,4 +69,19 @@ def autograd_kernel(forward: Forward, *, name: str | None = None, backend: str |
     return kernel
 
 
-__all__ = ["autograd_kernel", "Forward"]
+# The dtypes another framework's function is bridged in (jax_bridge, tf_bridge): what the contract's
+# float32 and float64 cases hand it; non-floating tensors (masks, lengths) cross as constants.
+BRIDGED_FLOATS = (torch.float32, torch.float64)
+
+
+def check_bridged(name: str, framework: str, tensors: tuple) -> None:
+    """ValueError naming the argument unless every one of `tensors` is a torch tensor, floating ones in
+    `BRIDGED_FLOATS`: the inputs a bridge (`jax_op`, `tf_op`) called `name` hands `framework`."""
+    for k, t in enumerate(tensors):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name}: argument {k} must be a torch tensor, got {type(t).__name__}")
+        if t.is_floating_point() and t.dtype not in BRIDGED_FLOATS:
+            raise ValueError(f"{name}: argument {k} is {t.dtype}; {framework} runs float32 and float64 here")
+
+
+__all__ = ["autograd_kernel", "Forward", "check_bridged", "BRIDGED_FLOATS"]

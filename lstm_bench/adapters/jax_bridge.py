@@ -30,8 +30,9 @@ import jax  # the heavy optional dependency: only this module and the JAX adapte
 import numpy as np
 import torch
 
+from .autodiff import check_bridged
+
 # torch dtypes JAX computes in here; anything else floating is refused with its name.
-FLOATS = (torch.float32, torch.float64)
 
 
 def _x64(tensors: Sequence[torch.Tensor]) -> contextlib.AbstractContextManager:
@@ -72,11 +73,7 @@ class JaxOp:
         self._backward = jax.jit(lambda vjp, cotangents: vjp(cotangents), compiler_options=compiler_options)
 
     def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        for k, t in enumerate(tensors):
-            if not isinstance(t, torch.Tensor):
-                raise ValueError(f"{self.name}: argument {k} must be a torch tensor, got {type(t).__name__}")
-            if t.is_floating_point() and t.dtype not in FLOATS:
-                raise ValueError(f"{self.name}: argument {k} is {t.dtype}; JAX runs float32 and float64 here")
+        check_bridged(self.name, "JAX", tensors)
         return _JaxFunction.apply(self, *tensors)
 
 

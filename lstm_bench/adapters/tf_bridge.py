@@ -28,11 +28,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .autodiff import check_bridged
+
 if importlib.util.find_spec("triton") is not None:
     importlib.import_module("triton")  # before TensorFlow (module docstring)
 import tensorflow as tf  # noqa: E402  the heavy optional dependency: only this module and the Keras adapter import it
-
-FLOATS = (torch.float32, torch.float64)
 
 
 def to_tf(t: torch.Tensor) -> Any:
@@ -57,11 +57,7 @@ class TfOp:
         self.name = name or getattr(f, "__name__", "tf_function")
 
     def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        for k, t in enumerate(tensors):
-            if not isinstance(t, torch.Tensor):
-                raise ValueError(f"{self.name}: argument {k} must be a torch tensor, got {type(t).__name__}")
-            if t.is_floating_point() and t.dtype not in FLOATS:
-                raise ValueError(f"{self.name}: argument {k} is {t.dtype}; TensorFlow runs float32 and float64 here")
+        check_bridged(self.name, "TensorFlow", tensors)
         return _TfFunction.apply(self, *tensors)
 
 
