@@ -35,6 +35,9 @@ def test_the_default_run_catches_each_bug_class(capsys, kernel):
     code, out, _ = run(capsys, "check", "--impl", f"{BROKEN}:{kernel}")
     assert code == 1, out[-2000:]
     assert re.search(r"reproduce: lstm-bench check --impl \S+ -T \d+", out)  # the failing case, ready to rerun
+    # caught by its verdict, not by a crash of the mutant (window_40 once raised on every case and passed here)
+    # (a ValueError is the harness refusing a result in the wrong dtype: bfloat16_result's verdict)
+    assert not set(re.findall(r": (\w+Error): ", out)) - {"ValueError"}, out[-2000:]
 
 
 def test_the_run_ends_with_a_case_run_again_and_a_declared_nondeterminism_passes(capsys):
