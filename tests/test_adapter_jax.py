@@ -3,31 +3,42 @@ against torch autograd on the same function, the adapters judged by the suite's 
 broken variants (a wrong gate order, Flax's carry taken as (h, c)) caught. Skipped without jax/flax."""
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
-jax = pytest.importorskip("jax")
-flax = pytest.importorskip("flax")
+from lstm_bench.adapters.foreign import bucketed_forward, foreign_kernel
+from lstm_bench.adapters.layout import Layout
+from lstm_bench.conformance.assertions import assert_agrees, assert_conforms
+from lstm_bench.conformance.cases import CaseSpec, catalogue
+from lstm_bench.core.registry import get_impl
 
-import jax.numpy as jnp  # noqa: E402
+# Importing JAX and Flax takes 1.5 s a process (AMD EPYC): every test here is slow (.ci/run's second
+# stage runs them), and the module imports them in fixtures, so that collecting it costs nothing.
+pytestmark = pytest.mark.slow
 
-from lstm_bench.adapters.flax_lstm import cell_params, flax_lstm  # noqa: E402
-from lstm_bench.adapters.foreign import bucketed_forward, foreign_kernel  # noqa: E402
-from lstm_bench.adapters.jax_bridge import jax_op  # noqa: E402
-from lstm_bench.adapters.jax_lstm import jax_scan, jax_scan_layer  # noqa: E402
-from lstm_bench.adapters.layout import Layout  # noqa: E402
-from lstm_bench.conformance.assertions import assert_agrees, assert_conforms  # noqa: E402
-from lstm_bench.conformance.cases import CaseSpec, catalogue  # noqa: E402
-from lstm_bench.core.registry import get_impl  # noqa: E402
+
+@pytest.fixture(scope="module")
+def jax() -> types.ModuleType:
+    pytest.importorskip("flax")
+    return pytest.importorskip("jax")
+
+
+@pytest.fixture(scope="module")
+def bridge(jax) -> types.ModuleType:
+    """lstm_bench.adapters.jax_bridge."""
+    return pytest.importorskip("lstm_bench.adapters.jax_bridge")
+
 
 TORCH_DTYPES = (torch.float32, torch.float64)
 
 
 @pytest.mark.parametrize("dtype", TORCH_DTYPES)
-def test_the_bridge_gives_torchs_gradients_on_the_same_function(dtype):
+def test_the_bridge_gives_torchs_gradients_on_the_same_function(jax, bridge, dtype):
     torch.manual_seed(0)
     # y = tanh(x @ w) * m, s = sum(x^2): the same function written in torch is the reference.
-    op = jax_op(lambda x, w, m: (jnp.tanh(x @ w) * m, (x * x).sum()))
+    op = bridge.jax_op(lambda x, w, m: (jax.numpy.tanh(x @ w) * m, (x * x).sum()))
     x = torch.randn(3, 4, dtype=dtype, requires_grad=True)
     w = torch.randn(4, 5, dtype=dtype, requires_grad=True)
     m = torch.tensor([[True, False, True, True, False]] * 3)
@@ -44,33 +55,36 @@ def test_the_bridge_gives_torchs_gradients_on_the_same_function(dtype):
         torch.testing.assert_close(g, r, **tol)
 
 
-def test_float64_leaves_the_users_jax_config_alone():
+def test_float64_leaves_the_users_jax_config_alone(jax, bridge):
     before = jax.config.jax_enable_x64
-    jax_op(lambda x: (x * 2,))(torch.ones(2, dtype=torch.float64))
+    bridge.jax_op(lambda x: (x * 2,))(torch.ones(2, dtype=torch.float64))
     assert jax.config.jax_enable_x64 == before
 
 
-def test_bad_arguments_are_refused_with_their_name():
-    op = jax_op(lambda x: (x,), name="double")
+def test_bad_arguments_are_refused_with_their_name(bridge):
+    op = bridge.jax_op(lambda x: (x,), name="double")
     with pytest.raises(ValueError, match="double: argument 0 is torch.bfloat16"):
         op(torch.ones(2, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="argument 0 must be a torch tensor"):
         op([1.0])
 
 
-def test_the_short_names_load_the_adapters():
+def test_the_short_names_load_the_adapters(jax):
+    from lstm_bench.adapters.flax_lstm import flax_lstm  # here, not at the top: they import JAX
+    from lstm_bench.adapters.jax_lstm import jax_scan
+
     assert get_impl("jax_scan").fn is jax_scan and get_impl("flax_lstm").fn is flax_lstm
     assert "projection" not in get_impl("flax_lstm").support.features
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kernel", [jax_scan, flax_lstm], ids=["jax_scan", "flax_lstm"])
-def test_the_adapter_passes_checks_default_run(kernel):
-    assert assert_conforms(kernel, catalogue("quick"))
+@pytest.mark.parametrize("name", ["jax_scan", "flax_lstm"])
+def test_the_adapter_passes_checks_default_run(jax, name):
+    assert assert_conforms(get_impl(name).fn, catalogue("quick"))
 
 
-@pytest.mark.slow
-def test_a_wrong_gate_order_in_the_jax_layout_is_caught():
+def test_a_wrong_gate_order_in_the_jax_layout_is_caught(jax):
+    from lstm_bench.adapters.jax_lstm import jax_scan_layer  # here, not at the top: it imports JAX
+
     wrong = foreign_kernel(bucketed_forward(jax_scan_layer, Layout("ifog", "in_out", "one")), "jax_scan_ifog", "jax")
     with pytest.raises(AssertionError, match="FAIL"):
         assert_agrees(wrong, CaseSpec(T=5, B=2, I=3, H=4, dtype="float64"))
@@ -78,6 +92,11 @@ def test_a_wrong_gate_order_in_the_jax_layout_is_caught():
 
 def _flax_carry_swapped(x, mask, h0, c0, w_ih, w_hh, bias):
     """Flax's cell given nn.LSTM's carry order (h, c) where it takes (c, h): the bug an adapter can make."""
+    import flax.linen  # here, not at the top: collecting this module must not import JAX
+    import jax
+
+    from lstm_bench.adapters.flax_lstm import cell_params
+
     cell = flax.linen.OptimizedLSTMCell(h0.shape[-1])
     params = {"params": cell_params(w_ih, w_hh, bias)}
 
@@ -88,8 +107,7 @@ def _flax_carry_swapped(x, mask, h0, c0, w_ih, w_hh, bias):
     return hs, h_n, c_n
 
 
-@pytest.mark.slow
-def test_flax_with_its_carry_in_nn_lstms_order_is_caught():
-    wrong = foreign_kernel(bucketed_forward(jax_op(_flax_carry_swapped)), "flax_swapped", "flax")
+def test_flax_with_its_carry_in_nn_lstms_order_is_caught(bridge):
+    wrong = foreign_kernel(bucketed_forward(bridge.jax_op(_flax_carry_swapped)), "flax_swapped", "flax")
     with pytest.raises(AssertionError, match="FAIL"):
         assert_agrees(wrong, CaseSpec(T=5, B=2, I=3, H=4, dtype="float64"))

@@ -3,24 +3,38 @@ against torch autograd on the same function, the adapter judged by the suite's a
 wrong gate order caught. Skipped without tensorflow/keras."""
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
-# TensorFlow through the bridge, which loads it after Triton where Triton is installed (its docstring)
-tf = pytest.importorskip("lstm_bench.adapters.tf_bridge", reason="tensorflow is not installed").tf
-keras = pytest.importorskip("keras")
+from lstm_bench.adapters.foreign import bucketed_forward, foreign_kernel
+from lstm_bench.adapters.layout import Layout
+from lstm_bench.conformance.assertions import assert_agrees, assert_conforms
+from lstm_bench.conformance.cases import CaseSpec, catalogue
+from lstm_bench.core.registry import get_impl
 
-from lstm_bench.adapters.foreign import bucketed_forward, foreign_kernel  # noqa: E402
-from lstm_bench.adapters.keras_lstm import keras_layer_fn, keras_lstm  # noqa: E402
-from lstm_bench.adapters.layout import Layout  # noqa: E402
-from lstm_bench.adapters.tf_bridge import tf_op  # noqa: E402
-from lstm_bench.conformance.assertions import assert_agrees, assert_conforms  # noqa: E402
-from lstm_bench.conformance.cases import CaseSpec, catalogue  # noqa: E402
-from lstm_bench.core.registry import get_impl  # noqa: E402
+# Importing TensorFlow takes 5.7 s a process (AMD EPYC): every test here is slow (.ci/run's second
+# stage runs them), and the module imports it in a fixture, so that collecting it costs nothing.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bridge() -> types.ModuleType:
+    """lstm_bench.adapters.tf_bridge, which loads TensorFlow after Triton where Triton is installed."""
+    return pytest.importorskip("lstm_bench.adapters.tf_bridge", reason="tensorflow is not installed")
+
+
+@pytest.fixture(scope="module")
+def keras(bridge) -> types.ModuleType:
+    """lstm_bench.adapters.keras_lstm."""
+    pytest.importorskip("keras")
+    return pytest.importorskip("lstm_bench.adapters.keras_lstm")
 
 
 @pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
-def test_the_bridge_gives_torchs_gradients_on_the_same_function(dtype):
+def test_the_bridge_gives_torchs_gradients_on_the_same_function(bridge, dtype):
+    tf, tf_op = bridge.tf, bridge.tf_op
     torch.manual_seed(0)
     # y = tanh(x @ w) * m, s = sum(x^2), and an output that does not depend on w (its gradient is zero).
     op = tf_op(lambda x, w, m: (tf.tanh(x @ w) * tf.cast(m, x.dtype), tf.reduce_sum(x * x), 3 * x))
@@ -41,20 +55,18 @@ def test_the_bridge_gives_torchs_gradients_on_the_same_function(dtype):
     assert d_w is not None and not d_w.any()
 
 
-def test_the_short_name_loads_the_adapter():
-    assert get_impl("keras_lstm").fn is keras_lstm
+def test_the_short_name_loads_the_adapter(keras):
+    assert get_impl("keras_lstm").fn is keras.keras_lstm
     assert "projection" not in get_impl("keras_lstm").support.features
 
 
-@pytest.mark.slow
-def test_the_adapter_passes_checks_default_run():
-    assert assert_conforms(keras_lstm, catalogue("quick"))
+def test_the_adapter_passes_checks_default_run(keras):
+    assert assert_conforms(keras.keras_lstm, catalogue("quick"))
 
 
-@pytest.mark.slow
-def test_a_wrong_gate_order_in_the_keras_layout_is_caught():
+def test_a_wrong_gate_order_in_the_keras_layout_is_caught(keras):
     # Keras' c is nn.LSTM's g; reading its i, f, c, o as i, c, f, o puts the cell input in the forget gate.
-    wrong = foreign_kernel(bucketed_forward(keras_layer_fn, Layout("icfo", "in_out", "one"), bucketed=False),
+    wrong = foreign_kernel(bucketed_forward(keras.keras_layer_fn, Layout("icfo", "in_out", "one"), bucketed=False),
                            "keras_icfo", "keras")
     with pytest.raises(AssertionError, match="FAIL"):
         assert_agrees(wrong, CaseSpec(T=5, B=2, I=3, H=4, dtype="float64"))

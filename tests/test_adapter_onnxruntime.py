@@ -33,6 +33,7 @@ def test_the_short_name_loads_a_forward_only_float32_cpu_kernel_without_projecti
     assert "projection" not in support.features and "lengths" in support.features
 
 
+@pytest.mark.slow  # check's default run (1.4 s): .ci/run runs it, the quick gate does not
 def test_check_passes_it_on_every_case_it_declares(capsys):
     code, out, err = run(capsys, "check", "--impl", "onnxruntime", "--depth", "default", "--summary")
     assert code == EXIT_OK, out + err
@@ -41,6 +42,7 @@ def test_check_passes_it_on_every_case_it_declares(capsys):
     assert int(row.group(1)) >= 30 and float(row.group(3)) <= 1
 
 
+@pytest.mark.slow  # the whole suite (4.5 s): .ci/run runs it, the quick gate does not
 def test_the_suite_passes_it(pytester):
     result = pytester.runpytest_inprocess(
         "--pyargs", "lstm_bench.conformance", "-p", "lstm_bench.conformance.plugin", "-p", "no:cacheprovider",
@@ -63,6 +65,7 @@ def test_check_catches_the_adapter_with_its_layout_wrong(capsys, kernel, failing
     assert all(verdict == "PASS" for case, verdict in rows if not failing(case))
 
 
+@pytest.mark.slow  # a suite run: .ci/run runs it, the quick gate does not
 def test_the_suite_catches_the_directions_swapped(pytester):
     result = pytester.runpytest_inprocess(
         "--pyargs", "lstm_bench.conformance", "-p", "lstm_bench.conformance.plugin", "-p", "no:cacheprovider",

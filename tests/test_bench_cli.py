@@ -177,6 +177,7 @@ def test_the_main_job_refuses_an_existing_out_before_any_work(tmp_path, capsys, 
     assert code == EXIT_USAGE and "already exists" in err and existing.read_text() == "precious\n"
 
 
+@pytest.mark.slow  # the main job end to end (2.5 s): .ci/run runs it, the quick gate does not
 def test_the_main_job_follows_the_exit_code_contract(tmp_path, capsys, monkeypatch):
     cuda_only = Grid(impls=("vectorised",), T=(2,), H=(4,), B=(1,), devices=("cuda",))
     if torch.cuda.is_available():

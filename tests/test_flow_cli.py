@@ -23,6 +23,7 @@ def main(argv: list[str]) -> int:
 TINY = ["-T", "8", "-H", "4", "-I", "3", "--samples", "3", "--seeds", "2", "--jacobian-steps", "2"]
 
 
+@pytest.mark.slow  # the whole flow study and its plots (4.2 s): .ci/run runs it, the quick gate does not
 def test_writes_tables_json_and_plots(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     threads = torch.get_num_threads()

@@ -116,6 +116,7 @@ def suite(pytester):
     return go
 
 
+@pytest.mark.slow  # the whole suite (6.5 s): .ci/run runs it, the quick gate does not
 def test_the_suite_passes_a_correct_forward_only_kernel_and_skips_the_gradient_gates_with_the_reason(suite):
     result = suite("forward_lstm")
     outcomes = result.parseoutcomes()

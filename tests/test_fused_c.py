@@ -60,6 +60,7 @@ def _self_test(cc: str, tmp: Path, extra: tuple[str, ...]) -> subprocess.Complet
     return _run([str(exe)])
 
 
+@pytest.mark.slow  # builds and runs the C self-test (2.8 s): .ci/run runs it, the quick gate does not
 def test_c_self_test_passes_as_built(tmp_path):
     ran = _self_test(_cc(), tmp_path, ())
     assert ran.returncode == 0 and "fused self-test ok" in ran.stdout, ran.stdout + ran.stderr
@@ -80,6 +81,7 @@ def test_the_library_is_built_from_the_c_file():
     assert fused.SOURCE == fused.SOURCE_PATH.read_text(encoding="utf-8") and "fwd_loop" in fused.SOURCE
 
 
+@pytest.mark.slow  # builds a wheel (2.4 s): .ci/run runs it, the quick gate does not
 def test_fused_c_is_package_data_in_the_wheel(tmp_path):
     """`pip wheel` of this checkout holds lstm_bench/impls/vectorised/fused.c (slow: builds a wheel)."""
     root = Path(__file__).resolve().parent.parent

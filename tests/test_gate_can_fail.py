@@ -183,6 +183,7 @@ def test_a_failing_random_case_is_shrunk_and_printed_as_a_check_command(suite):
     assert int(command.group(2)) == 65  # shrunk to the smallest H that shows the bug
 
 
+@pytest.mark.slow  # the whole suite (2.7 s): .ci/run runs it, the quick gate does not
 def test_an_independent_correct_kernel_passes_the_whole_suite(suite):
     result = suite("numpy_lstm", module="numpy_lstm")
     outcomes = result.parseoutcomes()

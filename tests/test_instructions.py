@@ -45,6 +45,7 @@ def test_the_count_is_the_median_per_call_and_its_spread():
     assert c.per_call == 1001 and c.spread == pytest.approx(10 / 1001)
 
 
+@pytest.mark.slow  # a subprocess importing torch: .ci/run runs it, the quick gate does not
 def test_callgrind_starts_this_interpreter_whatever_path_says(monkeypatch, tmp_path):
     """collect_callgrind runs `python` from PATH: under the context it is this interpreter, even
     with another `python` first on PATH (a virtualenv not activated, as under `asv run --python=same`)."""

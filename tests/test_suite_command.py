@@ -16,6 +16,7 @@ KERNELS = Path(__file__).parent / "kernels"
 pytestmark = pytest.mark.usefixtures("forget_loaded_kernels")
 
 
+@pytest.mark.slow  # the whole suite, twice (4.8 s): .ci/run runs it, the quick gate does not
 def test_the_suite_on_an_outside_kernel_passes_and_on_a_broken_one_fails(capsys):
     assert cli.main(["test", "--impl", f"{KERNELS / 'numpy_lstm.py'}:numpy_lstm", "--depth", "quick",
                      "--", "-q"]) == 0
@@ -41,6 +42,7 @@ def test_arguments_after_the_double_dash_go_to_pytest():
     assert argv[-3:] == ["-x", "-n", "2"]
 
 
+@pytest.mark.slow  # the whole suite (2.1 s): .ci/run runs it, the quick gate does not
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA: the kernel declares CUDA alone")
 def test_a_run_that_judged_nothing_is_not_a_pass(capsys):
     # every test skips (the kernel declares CUDA, there is none): pytest says 0, the contract says 5
