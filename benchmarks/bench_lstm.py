@@ -1,16 +1,19 @@
-"""asv suites over `lstm_bench.bench.grid.ASV_GRID` (LSTM_BENCH_GRID=bench, =quick or =study for the others).
+"""asv suites over `lstm_bench.bench.grid.ASV_GRID` (LSTM_BENCH_GRID=bench, =quick or =study for the others)
+and `ASV_CONFIG_GRID` (LSTM_BENCH_CONFIG_GRID=configs for the whole CONFIG_GRID).
 
-Every point of the grid is one parameter combination. A point that does not run
-here (no CUDA, an implementation that is not registered, a row of the grid's
-EXCLUSIONS table) raises NotImplementedError in `setup`, which asv records as
-skipped; the reason is `lstm_bench.bench.grid.skip_reason(point)`.
+Every point of the grid on a device this machine has is one parameter combination (a
+device it lacks is left out of the parameters: each of its points would cost a forked
+process to say n/a). A point that does not run here (an implementation that is not
+registered, a row of the grid's EXCLUSIONS table) raises NotImplementedError in `setup`,
+which asv records as skipped; the reason is `lstm_bench.bench.grid.skip_reason(point)`.
 
 - `TimeStep`: wall time of the forward half and of forward+backward (the callables
   of `lstm_bench.machine.timing.step_fn`, which synchronise on CUDA), and the process peak RSS.
 - `TrackStep`: figures that do not depend on the machine's noise (saved bytes, peak
   allocated bytes, FLOPs, max relative error against float64) and achieved GFLOP/s.
-- `TimeConfigStep`, `TrackConfigStep`: the same over `CONFIG_GRID`, nn.LSTM's other
-  configurations (2 layers, bidirectional, a projection, variable lengths; float32, bfloat16).
+- `TimeConfigStep`, `TrackConfigStep`: the same over `ASV_CONFIG_GRID`, nn.LSTM's other
+  configurations (2 layers, bidirectional, a projection, variable lengths) at T = 100 in float32;
+  LSTM_BENCH_CONFIG_GRID=configs adds T = 10 and bfloat16.
 - `TrackInstructions`: CPU instructions of one forward+backward under callgrind at one small
   CPU point of `vectorised` (`$LSTM_BENCH_INSTRUCTION_IMPLS` for others;
   `lstm_bench.bench.instructions`): deterministic to ~0.1-0.3 %, so a 1 % overhead regression
@@ -24,8 +27,9 @@ import statistics
 import sys
 
 from lstm_bench.bench import instructions
-from lstm_bench.bench.grid import CONFIG_GRID, Point, Variant, grid_from_env, skip_reason
+from lstm_bench.bench.grid import Grid, Point, Variant, grid_from_env, skip_reason
 from lstm_bench.bench.measure import max_rel_error
+from lstm_bench.core.devices import available_devices
 from lstm_bench.core.registry import get_impl
 # Imported as a module: asv would collect a bare `time_fn` name here as a benchmark.
 from lstm_bench.machine import timing
@@ -33,9 +37,22 @@ from lstm_bench.machine.memory import peak_bytes, saved_bytes, warm_profiler
 from lstm_bench.machine.timing import set_threads, step_fn
 
 warm_profiler()  # once in asv's forkserver, not in each of the ~800 forked memory benchmarks
+# The thread count from the machine's load, sampled (0.1 s) once in asv's forkserver and inherited by
+# every fork (timing.default_threads caches it per process): one count for the whole run, as a results
+# header has, where sampling in each fork took 1.2 min of `asv run --quick` (0.1 s x ~700 forks).
+timing.default_threads()
 GRID = grid_from_env("LSTM_BENCH_GRID", "asv")  # every named grid has I = H, as PARAMS assume
+CONFIG_GRID = grid_from_env("LSTM_BENCH_CONFIG_GRID", "asv-configs")
 
-PARAMS = [list(GRID.impls), list(GRID.devices), list(GRID.dtypes), list(GRID.T), list(GRID.B), list(GRID.H)]
+
+def _axes(grid: Grid) -> list[list]:
+    """The grid's axes in PARAM_NAMES' order, its devices limited to this machine's (0.07 s of asv's
+    fork for each point of a missing device and benchmark: 1 min of `asv run --quick` on a CPU machine)."""
+    devices = [d for d in grid.devices if d in available_devices()]
+    return [list(grid.impls), devices, list(grid.dtypes), list(grid.T), list(grid.B), list(grid.H)]
+
+
+PARAMS = _axes(GRID)
 PARAM_NAMES = ["impl", "device", "dtype", "T", "B", "H"]
 
 # Repeats kept small so that a full `asv run` of one commit of ASV_GRID is meant to fit
@@ -47,8 +64,7 @@ TIMING_REPEATS = 2  # for track_gflops, through lstm_bench.machine.timing.time_f
 # suites over CONFIG_GRID, so that adding them left the plain suites' parameters, and so their
 # asv history, as they were.
 VARIANTS = {v.label: v for v in CONFIG_GRID.variants}
-CONFIG_PARAMS = [list(CONFIG_GRID.impls), list(CONFIG_GRID.devices), list(CONFIG_GRID.dtypes),
-                 list(CONFIG_GRID.T), list(CONFIG_GRID.B), list(CONFIG_GRID.H), list(VARIANTS)]
+CONFIG_PARAMS = _axes(CONFIG_GRID) + [list(VARIANTS)]
 CONFIG_PARAM_NAMES = PARAM_NAMES + ["config"]
 
 
@@ -138,8 +154,8 @@ class TrackStep:
 
 
 class TimeConfigStep(TimeStep):
-    """TimeStep in nn.LSTM's other configurations (CONFIG_GRID: 2 layers, bidirectional, a
-    projection, variable lengths, each beside the plain LSTM, in float32 and bfloat16)."""
+    """TimeStep in nn.LSTM's other configurations (2 layers, bidirectional, a projection, variable
+    lengths, each beside the plain LSTM)."""
 
     params = CONFIG_PARAMS
     param_names = CONFIG_PARAM_NAMES

@@ -239,11 +239,15 @@ QUICK_GRID = Grid(
     dtypes=("float32",),
 )
 
-# What `asv run` sweeps by default: BENCH_GRID at B=32 only. asv forks one process per
-# (benchmark, point), about 0.2-0.5 s each on a 2-core machine before any work is done,
-# and 8 benchmarks x 180 points of the full grid (cuda ones included, which skip) do not
-# fit `asv run --quick` in 5 minutes there. LSTM_BENCH_GRID=bench sweeps the full grid.
-ASV_GRID = BENCH_GRID.replace(B=(32,))
+# What `asv run` sweeps by default: BENCH_GRID at B=32 only, and the paths whose speed is tracked:
+# not `reference` (the textbook spec, there to be read and judged; its per-gate Python loop was 30 %
+# of the suite's work) nor the paths that compile, which compile again in every process asv forks
+# (3.8 s for `compiled` at T=10, B=32, H=64 in a fresh process, against 0.13 s for `vectorised`).
+# asv forks one process per (benchmark, point); `asv run --quick` must stay within 5 minutes on a
+# 2-core machine (docs/benchmarks.md has what was measured). LSTM_BENCH_GRID=bench sweeps the
+# full grid, every built-in included.
+ASV_GRID = BENCH_GRID.replace(B=(32,), impls=tuple(name for name in BUILTIN
+                                                   if name not in COMPILING and name != "reference"))
 
 # One fixed point for measurement-quality studies (run-to-run spread, smallest slowdown
 # flagged): `lstm_bench.impls.slowdown.register_slowed` registers its implementation.
@@ -266,13 +270,20 @@ CONFIG_VARIANTS = (PLAIN, Variant(num_layers=2), Variant(bidirectional=True), Va
 CONFIG_GRID = Grid(impls=BUILTIN, T=(10, 100), H=(128,), B=(32,), devices=("cpu", "cuda"),
                    dtypes=("float32", "bfloat16"), variants=CONFIG_VARIANTS)
 
+# What asv's TimeConfigStep and TrackConfigStep sweep by default: CONFIG_GRID at T = 100 in float32,
+# for the project's fast path and the vendor's beside it (what a configuration costs each).
+# The whole CONFIG_GRID took 10.5 min of `asv run --quick` alone (8 benchmarks x 200 points; its
+# bfloat16 CPU points 72 % of the work, T = 10 adds 12 %), on a quiet 2-core AMD EPYC:
+# `asv run --python=same --quick -b ConfigStep --durations all`. LSTM_BENCH_CONFIG_GRID=configs sweeps it.
+ASV_CONFIG_GRID = CONFIG_GRID.replace(T=(100,), dtypes=("float32",), impls=("vectorised", "nn_lstm"))
+
 # The pytest-benchmark suite's default: every implementation once at the smallest sizes, so that the
 # plain test command smoke-runs each benchmark in seconds.
 SMOKE_GRID = BENCH_GRID.replace(T=(10,), H=(64,), B=(1,))
 
-# What $LSTM_BENCH_GRID (asv) and $LSTM_BENCH_PYTEST_GRID (pytest-benchmark) may name.
+# What $LSTM_BENCH_GRID, $LSTM_BENCH_CONFIG_GRID (asv) and $LSTM_BENCH_PYTEST_GRID (pytest-benchmark) may name.
 NAMED_GRIDS = {"asv": ASV_GRID, "bench": BENCH_GRID, "quick": QUICK_GRID, "smoke": SMOKE_GRID, "study": STUDY_GRID,
-               "ci": CI_GRID, "configs": CONFIG_GRID}
+               "ci": CI_GRID, "configs": CONFIG_GRID, "asv-configs": ASV_CONFIG_GRID}
 
 
 @dataclass(frozen=True)
