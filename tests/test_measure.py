@@ -11,7 +11,7 @@ import torch
 
 from lstm_bench import get_impl, register_impl, unregister_impl
 from lstm_bench.bench.grid import Point
-from lstm_bench.bench.measure import WrongResult, measure_point
+from lstm_bench.bench.measure import WrongResult, max_rel_error, measure_point
 from lstm_bench.bench.records import Measurement, PointRecord
 
 
@@ -144,3 +144,12 @@ def test_impl_without_split_is_timed_whole():
 def test_skipped_point_raises_with_reason():
     with pytest.raises(ValueError, match="not registered"):
         measure_point(Point("no_such_impl", 2, 2, 2, 2))
+
+
+def test_asvs_max_rel_error_is_against_the_float64_truth():
+    point = Point("vectorised", 5, 2, 4, 4)
+    err, backend = max_rel_error("vectorised", point)
+    assert err < 1e-5 and backend.startswith("vectorised")
+    right = get_impl("vectorised")(point.case())
+    rounded = dataclasses.replace(right, output=right.output.bfloat16().float())  # 8 bits of mantissa
+    assert max_rel_error("vectorised", point, result=rounded)[0] > 1e-4

@@ -53,6 +53,11 @@ class Reference:
     vendor: Result | None = None
 
 
+def float64_result(case: Case, reference: str = "autograd") -> Result:
+    """`reference`'s result on `case` computed in float64: the truth without its sensitivity."""
+    return get_impl(reference)(case.to(dtype=torch.float64))
+
+
 def reference_of(case: Case, reference: str = "autograd") -> Reference:
     """The float64 truth of `case` from `reference`, and its sensitivity, or (low precision)
     `VENDOR`'s result on the case itself. A vendor that cannot run the case makes it
@@ -61,7 +66,7 @@ def reference_of(case: Case, reference: str = "autograd") -> Reference:
     if case.dtype in LOW_PRECISION and case.sizes[3] < LOWP_MIN_HIDDEN:
         raise Unsupported(f"a {case.dtype} case is judged against the vendor's error only from H = "
                           f"{LOWP_MIN_HIDDEN} up (a tensor of fewer elements has a noisy max error); H = {case.sizes[3]}")
-    truth = get_impl(reference)(case.to(dtype=torch.float64))
+    truth = float64_result(case, reference)
     if case.dtype not in LOW_PRECISION:
         return Reference(truth, sensitivity(case, reference, base=truth.tensors()))
     try:
