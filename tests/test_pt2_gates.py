@@ -17,7 +17,8 @@ from lstm_bench.conformance.cases import CaseSpec
 from lstm_bench.testing import judge
 
 KERNELS = Path(__file__).parent / "kernels"
-KEPT = {"torch", "sympy", "mpmath", "triton", "functorch", "filelock", "jinja2", "networkx"}  # across in-process runs
+KEPT = {"torch", "sympy", "mpmath", "triton", "functorch", "filelock", "jinja2", "networkx",  # across in-process runs
+        "numpy"}
 
 
 @pytest.fixture
@@ -27,7 +28,9 @@ def keep_torch_modules(monkeypatch):
     import, which cannot be registered twice; and the compiler's sympy, re-imported after a restore,
     makes a second `Expr` class that the first run's symbols are not instances of ("Can only compare
     inequalities with Expr" in every later compile of the process). Keep torch's and the libraries
-    it compiles with (set up before pytester)."""
+    it compiles with (set up before pytester); and numpy's submodules that a compile imports, which,
+    dropped and imported again, fail every later numpy import of the process ("cannot load module
+    more than once per process": `ab` in tests/test_report.py, run after these in one worker)."""
     from _pytest.pytester import SysModulesSnapshot
 
     init = SysModulesSnapshot.__init__
