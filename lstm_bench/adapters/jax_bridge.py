@@ -32,8 +32,6 @@ import torch
 
 from .autodiff import check_bridged
 
-# torch dtypes JAX computes in here; anything else floating is refused with its name.
-
 
 def _x64(tensors: Sequence[torch.Tensor]) -> contextlib.AbstractContextManager:
     """`jax.enable_x64(True)` when a floating input is float64 (else nothing): JAX would silently

@@ -221,5 +221,6 @@ def layered_forward(layer: LayerFn, layout: Layout):
     return forward
 
 
-__all__ = ["layered_forward", "Layout", "LayerWeights", "gate_order", "to_gate_order", "from_gate_order", "state_index", "time_major",
-           "step_mask", "mask_padded", "at_own_last_step", "reverse_within_lengths", "LayerFn", "stack_layers"]
+__all__ = ["Layout", "LayerWeights", "gate_order", "to_gate_order", "from_gate_order", "state_index", "time_major",
+           "step_mask", "mask_padded", "at_own_last_step", "reverse_within_lengths", "LayerFn", "stack_layers",
+           "layered_forward"]
